@@ -1,0 +1,106 @@
+//! Errors of [`CompletionPort`](crate::CompletionPort) operations.
+
+use std::fmt;
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
+
+/// Why [`CompletionPort::add`](crate::CompletionPort::add) rejected a
+/// registration. No registration was made and no callback will follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddError {
+    /// The port's reference count reached 0.
+    Closed,
+    /// The fd is negative.
+    InvalidFd(RawFd),
+    /// The fd is the port's own epoll instance or shutdown eventfd.
+    ReservedFd(RawFd),
+    /// `events` has bits that are not epoll event or mode flags.
+    UnknownEvents { events: u32, unknown: u32 },
+    /// `events` contains `EPOLLEXCLUSIVE`, which the kernel rejects together
+    /// with `EPOLLONESHOT`.
+    Exclusive { events: u32 },
+    /// `events` asks for no event at all.
+    NoEvents { events: u32 },
+    /// `epoll_ctl` failed.
+    Epoll { fd: RawFd, errno: Errno },
+}
+
+impl fmt::Display for AddError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => ClosedError.fmt(f),
+            Self::InvalidFd(fd) => write!(f, "invalid fd {fd}: expected an open descriptor (>= 0)"),
+            Self::ReservedFd(fd) => write!(
+                f,
+                "fd {fd} is the completion port's own epoll or eventfd descriptor; pass a descriptor you opened"
+            ),
+            Self::UnknownEvents { events, unknown } => write!(
+                f,
+                "invalid events {events:#x}: unknown bits {unknown:#x}; combine EPOLLIN, EPOLLPRI, \
+                 EPOLLOUT, EPOLLRDHUP, EPOLLERR, EPOLLHUP, EPOLLET and EPOLLONESHOT"
+            ),
+            Self::Exclusive { events } => write!(
+                f,
+                "invalid events {events:#x}: EPOLLEXCLUSIVE is not supported because every \
+                 registration is one-shot; remove it"
+            ),
+            Self::NoEvents { events } => write!(
+                f,
+                "invalid events {events:#x}: no event requested; include at least one of EPOLLIN, \
+                 EPOLLPRI, EPOLLOUT, EPOLLRDHUP, EPOLLERR or EPOLLHUP"
+            ),
+            Self::Epoll { fd, errno } => write!(
+                f,
+                "epoll_ctl failed for fd {fd}: {errno:?} ({})",
+                errno.desc()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AddError {}
+
+/// The port's reference count already reached 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClosedError;
+
+impl fmt::Display for ClosedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the completion port is closed (its reference count reached 0); create a new port")
+    }
+}
+
+impl std::error::Error for ClosedError {}
+
+/// A system call failed while creating a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SystemError {
+    pub syscall: &'static str,
+    pub errno: Errno,
+}
+
+impl SystemError {
+    pub(crate) fn new(syscall: &'static str, errno: Errno) -> Self {
+        Self { syscall, errno }
+    }
+
+    pub(crate) fn from_io(syscall: &'static str, error: &std::io::Error) -> Self {
+        let errno = error.raw_os_error().map_or(Errno::UnknownErrno, Errno::from_raw);
+        Self { syscall, errno }
+    }
+}
+
+impl fmt::Display for SystemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} failed: {:?} ({})",
+            self.syscall,
+            self.errno,
+            self.errno.desc()
+        )
+    }
+}
+
+impl std::error::Error for SystemError {}

@@ -1,0 +1,268 @@
+'use strict'
+
+const native = require('./binding.js')
+
+/** The fd value that the seed-shaped functions treat as "no socket". */
+const INVALID_SOCKET = -1
+
+/** EINVAL, returned by `completionPortAdd` for invalid arguments. */
+const EINVAL = 22
+
+/** Numbers per completion in a batch from the native port: id, action, events. */
+const BATCH_STRIDE = 3
+
+const MAX_FD = 0x7fffffff
+const MAX_EVENTS = 0xffffffff
+
+/**
+ * The single outcome of a registration. The numbers match the C enum
+ * COMPLETION_PORT_EPOLL_ACTION and `Action` in core/src/action.rs; like a
+ * TypeScript enum, the object also maps each number back to its name.
+ */
+const CompletionPortEpollAction = Object.freeze({
+  EPOLLRDHUP: 0,
+  EPOLLIN: 1,
+  EPOLLOUT: 2,
+  ABANDONED: 3,
+  ERROR: 4,
+  0: 'EPOLLRDHUP',
+  1: 'EPOLLIN',
+  2: 'EPOLLOUT',
+  3: 'ABANDONED',
+  4: 'ERROR',
+})
+
+class CompletionPort {
+  /** The native port: epoll instance, worker thread and registrations. */
+  #native
+  /** Callbacks by registration id, shared with the dispatch function. */
+  #state
+
+  constructor() {
+    // The dispatch function must not reach this object: the native port
+    // holds it for as long as the port is open, and a path back here would
+    // keep an idle port from being collected. `state.owner` makes that path
+    // only while callbacks are pending.
+    const state = { callbacks: new Map(), owner: null, drainScheduled: false }
+    this.#state = state
+    this.#native = new native.NativePort((batch) => deliver(state, batch))
+  }
+
+  add(fd, events, callback) {
+    validateFd('fd', fd)
+    validateEvents(events)
+    if (typeof callback !== 'function') {
+      throw invalidArgType('callback', 'a function', callback)
+    }
+
+    const id = this.#native.add(fd, events)
+    const state = this.#state
+    if (state.callbacks.size === 0) {
+      state.owner = this
+    }
+    state.callbacks.set(id, callback)
+    return id
+  }
+
+  cancel(id) {
+    if (typeof id !== 'number') {
+      throw invalidArgType('id', 'of type number', id)
+    }
+    const cancelled = this.#native.cancel(id)
+    if (cancelled) {
+      this.#scheduleDrain()
+    }
+    return cancelled
+  }
+
+  remove(fd) {
+    validateFd('fd', fd)
+    if (this.#native.remove(fd)) {
+      this.#scheduleDrain()
+    }
+  }
+
+  incRef() {
+    this.#native.incRef()
+  }
+
+  decRef() {
+    if (this.#native.decRef()) {
+      this.#scheduleDrain()
+    }
+  }
+
+  [Symbol.dispose]() {
+    this.decRef()
+  }
+
+  get refCount() {
+    return this.#native.refCount
+  }
+
+  get pendingCount() {
+    return this.#state.callbacks.size
+  }
+
+  get closed() {
+    return this.#native.closed
+  }
+
+  /**
+   * Delivers the completions that remove, cancel or the last decRef queued,
+   * on a later turn of the event loop so that no callback runs inside those
+   * calls.
+   */
+  #scheduleDrain() {
+    const state = this.#state
+    if (state.drainScheduled) {
+      return
+    }
+    state.drainScheduled = true
+    const port = this.#native
+    setImmediate(() => {
+      state.drainScheduled = false
+      deliver(state, port.take())
+    })
+  }
+}
+
+/**
+ * Calls the callback of every completion in `batch`. A callback that throws
+ * does not stop the batch: its error is rethrown on the next tick, where
+ * Node reports it as an uncaught exception.
+ */
+function deliver(state, batch) {
+  const { callbacks } = state
+  for (let i = 0; i < batch.length; i += BATCH_STRIDE) {
+    const id = batch[i]
+    const callback = callbacks.get(id)
+    if (callback === undefined) {
+      continue
+    }
+    callbacks.delete(id)
+    try {
+      callback(batch[i + 1], batch[i + 2])
+    } catch (error) {
+      process.nextTick(rethrow, error)
+    }
+  }
+  if (callbacks.size === 0) {
+    state.owner = null
+  }
+}
+
+function rethrow(error) {
+  throw error
+}
+
+function validateFd(name, value) {
+  if (typeof value !== 'number') {
+    throw invalidArgType(name, 'of type number', value)
+  }
+  if (!Number.isInteger(value) || value < 0 || value > MAX_FD) {
+    const note = value === INVALID_SOCKET ? ' (INVALID_SOCKET)' : ''
+    throw outOfRange(name, `an integer from 0 to ${MAX_FD} (an open file descriptor)`, `${value}${note}`)
+  }
+}
+
+function validateEvents(value) {
+  if (typeof value !== 'number') {
+    throw invalidArgType('events', 'of type number', value)
+  }
+  if (!Number.isInteger(value) || value < 0 || value > MAX_EVENTS) {
+    throw outOfRange('events', `an integer from 0 to ${MAX_EVENTS} combining EPOLL* flags`, String(value))
+  }
+}
+
+function invalidArgType(name, expected, value) {
+  const error = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(value)}`)
+  error.code = 'ERR_INVALID_ARG_TYPE'
+  return error
+}
+
+function outOfRange(name, expected, received) {
+  const error = new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${received}`)
+  error.code = 'ERR_OUT_OF_RANGE'
+  return error
+}
+
+function describe(value) {
+  if (value === null || value === undefined) {
+    return String(value)
+  }
+  if (typeof value === 'function') {
+    return `function ${value.name || '<anonymous>'}`
+  }
+  if (typeof value === 'object') {
+    return `an instance of ${value.constructor?.name ?? 'Object'}`
+  }
+  const shown = typeof value === 'string' ? `'${value.slice(0, 25)}'` : String(value)
+  return `type ${typeof value} (${shown})`
+}
+
+// Seed-shaped functions: the C API of completion_port_linux, with its
+// null-handle and INVALID_SOCKET rules and status codes instead of throws.
+
+function completionPortCreate() {
+  try {
+    return new CompletionPort()
+  } catch {
+    return null
+  }
+}
+
+function completionPortIncRef(port) {
+  if (port != null) {
+    port.incRef()
+  }
+}
+
+function completionPortDecRef(port) {
+  if (port != null) {
+    port.decRef()
+  }
+}
+
+/**
+ * Returns 0 on success. On failure returns the errno of the failed
+ * epoll_ctl, or EINVAL for invalid arguments and a closed port.
+ */
+function completionPortAdd(port, epollOp, socket, eventCallback, eventCallbackCtx) {
+  if (!(port instanceof CompletionPort) || socket === INVALID_SOCKET || typeof eventCallback !== 'function') {
+    return EINVAL
+  }
+  try {
+    port.add(socket, epollOp, (action, events) => eventCallback(eventCallbackCtx, action, events))
+    return 0
+  } catch (error) {
+    const isSystemError = typeof error?.errno === 'number' && error.syscall === 'epoll_ctl'
+    return isSystemError ? -error.errno : EINVAL
+  }
+}
+
+function completionPortRemove(port, socket) {
+  if (port != null && socket !== INVALID_SOCKET) {
+    port.remove(socket)
+  }
+}
+
+module.exports = {
+  CompletionPort,
+  CompletionPortEpollAction,
+  INVALID_SOCKET,
+  EPOLLIN: native.EPOLLIN,
+  EPOLLPRI: native.EPOLLPRI,
+  EPOLLOUT: native.EPOLLOUT,
+  EPOLLERR: native.EPOLLERR,
+  EPOLLHUP: native.EPOLLHUP,
+  EPOLLRDHUP: native.EPOLLRDHUP,
+  EPOLLEXCLUSIVE: native.EPOLLEXCLUSIVE,
+  EPOLLONESHOT: native.EPOLLONESHOT,
+  EPOLLET: native.EPOLLET,
+  completionPortCreate,
+  completionPortIncRef,
+  completionPortDecRef,
+  completionPortAdd,
+  completionPortRemove,
+}

@@ -1,0 +1,9 @@
+//! Node.js binding of the completion port. The public JavaScript API in
+//! `index.js` wraps [`NativePort`] and owns the callbacks; this crate moves
+//! registrations and completions across the boundary.
+
+mod constants;
+mod native_port;
+mod system_error;
+
+pub use native_port::NativePort;
