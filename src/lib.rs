@@ -2,7 +2,7 @@
 //! `index.js` wraps [`NativePort`] and owns the callbacks; this crate moves
 //! registrations and completions across the boundary.
 
-mod constants;
+pub mod constants;
 mod native_port;
 mod system_error;
 

@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use completion_port_core::{
     AddError, Completion, CompletionPort, Listener, RegistrationId, SystemError,
 };
-use napi::bindgen_prelude::{
-    Float64Array, Function, ObjectFinalize, Result, Status, Unknown,
-};
+use napi::bindgen_prelude::{Float64Array, Function, ObjectFinalize, Result, Status, Unknown};
 use napi::threadsafe_function::{
     ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
 };
@@ -26,8 +24,7 @@ use crate::system_error::{throw_error, throw_system_error, ErrorKind};
 /// Calls the JavaScript dispatch function with one batch. It starts
 /// unreferenced (`Weak`), so it keeps the event loop alive only while
 /// registrations are pending.
-type DispatchFunction =
-    ThreadsafeFunction<(), Unknown<'static>, Float64Array, Status, false, true>;
+type DispatchFunction = ThreadsafeFunction<(), Unknown<'static>, Float64Array, Status, false, true>;
 
 /// Numbers per completion in a batch: id, action, events.
 const BATCH_STRIDE: usize = 3;
@@ -149,13 +146,15 @@ impl NativePort {
             referenced: false,
         }));
         let callback_state = Arc::clone(&state);
-        let dispatch: Arc<DispatchFunction> = Arc::new(dispatch
-            .build_threadsafe_function::<()>()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build_callback(move |context: ThreadsafeCallContext<()>| {
-                Ok(lock(&callback_state).take_batch(&context.env))
-            })?);
+        let dispatch: Arc<DispatchFunction> = Arc::new(
+            dispatch
+                .build_threadsafe_function::<()>()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build_callback(move |context: ThreadsafeCallContext<()>| {
+                    Ok(lock(&callback_state).take_batch(&context.env))
+                })?,
+        );
 
         // No event can be queued before the first add, so the notifier gets
         // its function before the worker could need it.
@@ -177,7 +176,10 @@ impl NativePort {
     pub fn add(&mut self, env: Env, fd: i32, events: u32) -> Result<f64> {
         let mut state = lock(&self.state);
         let had_ready = state.port.has_ready_completions();
-        let id = state.port.add(fd, events).map_err(|error| throw_add_error(&env, error))?;
+        let id = state
+            .port
+            .add(fd, events)
+            .map_err(|error| throw_add_error(&env, error))?;
         state.update_keep_alive(&env);
 
         // The add abandoned registrations whose file was closed under the

@@ -97,10 +97,7 @@ mod tests {
 
     #[test]
     fn rdhup_without_data_maps_to_rdhup() {
-        assert_eq!(
-            map_events(EPOLLRDHUP, EPOLLRDHUP),
-            Some(Action::EpollRdHup)
-        );
+        assert_eq!(map_events(EPOLLRDHUP, EPOLLRDHUP), Some(Action::EpollRdHup));
         assert_eq!(map_events(EPOLLHUP, EPOLLIN), Some(Action::EpollRdHup));
     }
 
@@ -119,7 +116,13 @@ mod tests {
 
     #[test]
     fn error_and_hangup_reach_every_interest() {
-        assert_eq!(map_events(EPOLLIN | EPOLLHUP, EPOLLOUT), Some(Action::EpollRdHup));
-        assert_eq!(map_events(EPOLLIN | EPOLLERR, EPOLLOUT), Some(Action::Error));
+        assert_eq!(
+            map_events(EPOLLIN | EPOLLHUP, EPOLLOUT),
+            Some(Action::EpollRdHup)
+        );
+        assert_eq!(
+            map_events(EPOLLIN | EPOLLERR, EPOLLOUT),
+            Some(Action::Error)
+        );
     }
 }

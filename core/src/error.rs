@@ -52,8 +52,9 @@ impl fmt::Display for AddError {
             ),
             Self::Epoll { fd, errno } => write!(
                 f,
-                "epoll_ctl failed for fd {fd}: {errno:?} ({})",
-                errno.desc()
+                "epoll_ctl failed for fd {fd}: {errno:?} ({}); {}",
+                errno.desc(),
+                epoll_ctl_hint(*errno)
             ),
         }
     }
@@ -61,13 +62,36 @@ impl fmt::Display for AddError {
 
 impl std::error::Error for AddError {}
 
+/// What a caller can do about an `epoll_ctl` failure, per errno.
+fn epoll_ctl_hint(errno: Errno) -> &'static str {
+    match errno {
+        Errno::EBADF => "the fd is not open; pass an open descriptor and remove it before closing",
+        Errno::EPERM => {
+            "the file does not support epoll (regular files and directories never block); \
+             read it directly"
+        }
+        Errno::ENOSPC => {
+            "the per-user limit of epoll watches is reached; remove unused fds or raise \
+             /proc/sys/fs/epoll/max_user_watches"
+        }
+        Errno::ENOMEM => "the kernel is out of memory for epoll entries",
+        Errno::EINVAL => "the kernel does not accept this fd or event mask for epoll",
+        Errno::ELOOP => {
+            "adding this epoll fd would create a loop or too deep a nesting of epoll instances"
+        }
+        _ => "see epoll_ctl(2)",
+    }
+}
+
 /// The port's reference count already reached 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClosedError;
 
 impl fmt::Display for ClosedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the completion port is closed (its reference count reached 0); create a new port")
+        f.write_str(
+            "the completion port is closed (its reference count reached 0); create a new port",
+        )
     }
 }
 
@@ -86,7 +110,9 @@ impl SystemError {
     }
 
     pub(crate) fn from_io(syscall: &'static str, error: &std::io::Error) -> Self {
-        let errno = error.raw_os_error().map_or(Errno::UnknownErrno, Errno::from_raw);
+        let errno = error
+            .raw_os_error()
+            .map_or(Errno::UnknownErrno, Errno::from_raw);
         Self { syscall, errno }
     }
 }

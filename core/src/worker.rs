@@ -156,7 +156,10 @@ fn run(shared: &Shared, listener: &dyn Listener) {
     let mut last_error = None;
 
     while !shared.stop.load(Ordering::Acquire) {
-        let count = match shared.epoll.wait(&mut events, EpollTimeout::from(WAIT_TIMEOUT_MS)) {
+        let count = match shared
+            .epoll
+            .wait(&mut events, EpollTimeout::from(WAIT_TIMEOUT_MS))
+        {
             Ok(count) => count,
             Err(Errno::EINTR) => continue,
             Err(errno) => {
