@@ -66,22 +66,22 @@ impl PortState {
         let Some(dispatch) = &self.dispatch else {
             return;
         };
-        let wanted = self.port.pending_count() > 0;
-        if wanted == self.referenced {
+        let should_reference = self.port.pending_count() > 0;
+        if should_reference == self.referenced {
             return;
         }
         // SAFETY: `env` is the environment that created the threadsafe
         // function, and this runs on its JavaScript thread. The function is
         // not released while `self.dispatch` holds it.
         let status = unsafe {
-            if wanted {
+            if should_reference {
                 sys::napi_ref_threadsafe_function(env.raw(), dispatch.raw())
             } else {
                 sys::napi_unref_threadsafe_function(env.raw(), dispatch.raw())
             }
         };
         if status == sys::Status::napi_ok {
-            self.referenced = wanted;
+            self.referenced = should_reference;
         }
     }
 

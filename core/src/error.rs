@@ -20,7 +20,7 @@ pub enum AddError {
     /// `events` contains `EPOLLEXCLUSIVE`, which the kernel rejects together
     /// with `EPOLLONESHOT`.
     Exclusive { events: u32 },
-    /// `events` asks for no event at all.
+    /// `events` requests no event at all.
     NoEvents { events: u32 },
     /// `epoll_ctl` failed.
     Epoll { fd: RawFd, errno: Errno },
@@ -62,7 +62,7 @@ impl fmt::Display for AddError {
 
 impl std::error::Error for AddError {}
 
-/// What a caller can do about an `epoll_ctl` failure, per errno.
+/// Returns what a caller can do about an `epoll_ctl` failure.
 fn epoll_ctl_hint(errno: Errno) -> &'static str {
     match errno {
         Errno::EBADF => "the fd is not open; pass an open descriptor and remove it before closing",
