@@ -78,7 +78,8 @@ export declare class CompletionPort implements Disposable {
    * @param fd - an open descriptor the caller owns; the port never closes it.
    * @param events - `EPOLLIN`, `EPOLLPRI`, `EPOLLOUT`, `EPOLLRDHUP`,
    *   `EPOLLERR` and `EPOLLHUP` combined with `|`. `EPOLLET` and
-   *   `EPOLLONESHOT` are ignored.
+   *   `EPOLLONESHOT` are ignored. The negative int32 that `|` gives when
+   *   `EPOLLET` is included is accepted.
    * @returns the registration id, for `cancel`.
    * @throws TypeError or RangeError for invalid arguments, Error with code
    *   `ERR_COMPLETION_PORT_CLOSED` after the last `decRef`, and Error with

@@ -13,6 +13,7 @@ const BATCH_STRIDE = 3
 
 const MAX_FD = 0x7fffffff
 const MAX_EVENTS = 0xffffffff
+const MIN_INT32 = -0x80000000
 
 /**
  * The single outcome of a registration. The numbers match the C enum
@@ -50,12 +51,12 @@ class CompletionPort {
 
   add(fd, events, callback) {
     validateFd('fd', fd)
-    validateEvents(events)
+    const mask = normalizeEvents(events)
     if (typeof callback !== 'function') {
       throw invalidArgType('callback', 'a function', callback)
     }
 
-    const id = this.#native.add(fd, events)
+    const id = this.#native.add(fd, mask)
     const state = this.#state
     if (state.callbacks.size === 0) {
       state.owner = this
@@ -166,13 +167,18 @@ function validateFd(name, value) {
   }
 }
 
-function validateEvents(value) {
+/**
+ * Returns `value` as an unsigned 32-bit event mask. A negative int32 is
+ * accepted because `|` on EPOLLET (bit 31) gives one, as in `EPOLLIN | EPOLLET`.
+ */
+function normalizeEvents(value) {
   if (typeof value !== 'number') {
     throw invalidArgType('events', 'of type number', value)
   }
-  if (!Number.isInteger(value) || value < 0 || value > MAX_EVENTS) {
-    throw outOfRange('events', `an integer from 0 to ${MAX_EVENTS} combining EPOLL* flags`, String(value))
+  if (!Number.isInteger(value) || value < MIN_INT32 || value > MAX_EVENTS) {
+    throw outOfRange('events', `an integer from ${MIN_INT32} to ${MAX_EVENTS} combining EPOLL* flags`, String(value))
   }
+  return value >>> 0
 }
 
 function invalidArgType(name, expected, value) {

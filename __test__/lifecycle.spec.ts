@@ -1,0 +1,462 @@
+// How registrations end without readiness (remove, cancel, fd reuse, the last
+// decRef), how one wake-up is delivered, and the reference count of a port.
+
+import test from 'ava'
+
+import { CompletionPort, CompletionPortEpollAction as Action, EPOLLIN, EPOLLRDHUP } from '..'
+import * as libc from '../examples/libc'
+import { blockThread, createPort, delay, Descriptors, Recorder, roundTrip, withDeadline } from './helpers'
+
+test('remove abandons every registration on fd', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [local] = fds.socketpair()
+  const other = fds.eventfd()
+  const recorders = [EPOLLIN, EPOLLRDHUP, EPOLLIN | EPOLLRDHUP].map((events) => {
+    const recorder = new Recorder()
+    port.add(local, events, recorder.callback)
+    return recorder
+  })
+  const bystander = new Recorder()
+  port.add(other, EPOLLIN, bystander.callback)
+
+  port.remove(local)
+  t.true(
+    recorders.every((recorder) => recorder.calls.length === 0),
+    'remove does not call back synchronously',
+  )
+  for (const recorder of recorders) {
+    const completion = await recorder.first('ABANDONED')
+    t.is(completion.action, Action.ABANDONED)
+    t.is(completion.events, 0)
+  }
+  await roundTrip(port)
+
+  for (const recorder of recorders) {
+    t.is(recorder.calls.length, 1)
+  }
+  t.is(bystander.calls.length, 0, 'registrations on other fds stay pending')
+  t.is(port.pendingCount, 1)
+})
+
+test('remove abandons registrations after close', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [local] = fds.socketpair()
+  const recorder = new Recorder()
+
+  port.add(local, EPOLLIN, recorder.callback)
+  fds.close(local)
+  port.remove(local)
+  const completion = await recorder.first('ABANDONED')
+
+  t.is(completion.action, Action.ABANDONED)
+  t.is(completion.events, 0)
+  t.is(port.pendingCount, 0)
+})
+
+test('remove drops events already picked up', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  const recorder = new Recorder()
+  libc.write(writer, Buffer.from('x'))
+
+  port.add(reader, EPOLLIN, recorder.callback)
+  // The worker reports the readable fd while JS is blocked, so the event
+  // waits for JS when remove runs.
+  blockThread()
+  port.remove(reader)
+  const completion = await recorder.first('ABANDONED')
+  await roundTrip(port)
+
+  t.is(completion.action, Action.ABANDONED)
+  t.is(completion.events, 0)
+  t.is(recorder.calls.length, 1)
+})
+
+test('remove stops later readiness', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  const recorder = new Recorder()
+
+  port.add(reader, EPOLLIN, recorder.callback)
+  port.remove(reader)
+  await recorder.first('ABANDONED')
+  libc.write(writer, Buffer.from('x'))
+  await roundTrip(port)
+
+  t.is(recorder.calls.length, 1)
+  t.is(recorder.calls[0].action, Action.ABANDONED)
+})
+
+test('remove of fd without registrations does nothing', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [local] = fds.socketpair()
+  const [, unregistered] = fds.socketpair()
+  const recorder = new Recorder()
+  port.add(local, EPOLLIN, recorder.callback)
+
+  t.notThrows(() => port.remove(unregistered))
+  await roundTrip(port)
+
+  t.is(recorder.calls.length, 0)
+  t.is(port.pendingCount, 1)
+})
+
+test('cancel abandons only its registration', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  const cancelled = new Recorder()
+  const kept = new Recorder()
+
+  const cancelledId = port.add(reader, EPOLLIN, cancelled.callback)
+  port.add(reader, EPOLLIN, kept.callback)
+  t.true(port.cancel(cancelledId))
+  t.is(cancelled.calls.length, 0, 'cancel does not call back synchronously')
+  const completion = await cancelled.first('ABANDONED')
+  t.is(completion.action, Action.ABANDONED)
+  t.is(completion.events, 0)
+  t.is(port.pendingCount, 1)
+
+  libc.write(writer, Buffer.from('x'))
+  const readable = await kept.first()
+  await roundTrip(port)
+
+  t.is(readable.action, Action.EPOLLIN)
+  t.is(cancelled.calls.length, 1, 'a cancelled registration is never called again')
+  t.is(kept.calls.length, 1)
+})
+
+test('cancel returns false once not pending', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  const cancelled = new Recorder()
+  const completed = new Recorder()
+
+  const cancelledId = port.add(reader, EPOLLIN, cancelled.callback)
+  t.true(port.cancel(cancelledId))
+  t.false(port.cancel(cancelledId), 'a second cancel finds nothing pending')
+  await cancelled.first('ABANDONED')
+
+  const completedId = port.add(reader, EPOLLIN, completed.callback)
+  libc.write(writer, Buffer.from('x'))
+  await completed.first()
+  t.false(port.cancel(completedId), 'a completed registration cannot be cancelled')
+  t.false(port.cancel(completedId + 1000), 'an unknown id cannot be cancelled')
+  await roundTrip(port)
+
+  t.is(cancelled.calls.length, 1)
+  t.is(completed.calls.length, 1)
+  t.is(completed.calls[0].action, Action.EPOLLIN)
+})
+
+test('cancel drops events already picked up', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  const recorder = new Recorder()
+  libc.write(writer, Buffer.from('x'))
+
+  const id = port.add(reader, EPOLLIN, recorder.callback)
+  blockThread()
+  // The event is queued but its callback has not run, so it is still pending.
+  t.true(port.cancel(id))
+  const completion = await recorder.first('ABANDONED')
+  await roundTrip(port)
+
+  t.is(completion.action, Action.ABANDONED)
+  t.is(recorder.calls.length, 1)
+})
+
+test.serial('reused fd number abandons stale registration', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [stale] = fds.socketpair()
+  const old = new Recorder()
+  port.add(stale, EPOLLIN, old.callback)
+
+  // Close the fd without remove, and put a new socket under the same number.
+  // The kernel reuses the lowest free number, which is `stale` unless a lower
+  // one is free, and then dup2 moves the new socket there. The tracker closes
+  // the new socket at teardown.
+  libc.close(stale)
+  const [fresh, freshPeer] = libc.socketpair(libc.AF_UNIX, libc.SOCK_STREAM | libc.SOCK_NONBLOCK)
+  if (fresh !== stale) {
+    libc.dup2(fresh, stale)
+    libc.close(fresh)
+  }
+  fds.track(freshPeer)
+  libc.write(freshPeer, Buffer.from('new'))
+  const buffer = Buffer.alloc(8)
+  t.is(libc.recv(stale, buffer, libc.MSG_PEEK), 3)
+  t.is(buffer.toString('utf8', 0, 3), 'new', `fd ${stale} now refers to the new socket`)
+
+  const current = new Recorder()
+  port.add(stale, EPOLLIN, current.callback)
+  t.is(old.calls.length, 0, 'add does not call back synchronously')
+  const abandoned = await old.first('ABANDONED for the stale registration')
+  const readable = await current.first('EPOLLIN for the new registration')
+  await roundTrip(port)
+
+  t.is(abandoned.action, Action.ABANDONED)
+  t.is(readable.action, Action.EPOLLIN)
+  t.is(old.calls.length, 1)
+  t.is(current.calls.length, 1)
+})
+
+test.serial('stale queued event skips new registration', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, oldWriter] = fds.socketpair()
+  const old = new Recorder()
+  const current = new Recorder()
+  libc.write(oldWriter, Buffer.from('old'))
+
+  port.add(reader, EPOLLIN, old.callback)
+  // The worker queues EPOLLIN for the old socket while JS is blocked.
+  blockThread()
+  // dup2 closes the old socket and puts a new one, with nothing to read, under the same number.
+  const [fresh, freshPeer] = libc.socketpair(libc.AF_UNIX, libc.SOCK_STREAM | libc.SOCK_NONBLOCK)
+  libc.dup2(fresh, reader)
+  libc.close(fresh)
+  fds.track(freshPeer)
+  port.add(reader, EPOLLIN, current.callback)
+  const abandoned = await old.first('ABANDONED for the stale registration')
+  await roundTrip(port)
+
+  t.is(abandoned.action, Action.ABANDONED)
+  t.is(old.calls.length, 1)
+  t.is(current.calls.length, 0, 'the event queued for the old socket does not complete the new one')
+
+  libc.write(freshPeer, Buffer.from('new'))
+  const readable = await current.first()
+  t.is(readable.action, Action.EPOLLIN)
+})
+
+test('one wake-up is delivered in one macrotask', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const count = 100
+  const pairs = Array.from({ length: count }, () => fds.socketpair())
+  let calls = 0
+  let callsAtFirstTick: number | undefined
+  let callsAtFirstImmediate: number | undefined
+  const recorder = new Recorder()
+
+  for (const [reader] of pairs) {
+    port.add(reader, EPOLLIN, (action, events) => {
+      calls += 1
+      if (calls === 1) {
+        process.nextTick(() => (callsAtFirstTick = calls))
+        setImmediate(() => (callsAtFirstImmediate = calls))
+      }
+      recorder.callback(action, events)
+    })
+  }
+  for (const [, writer] of pairs) {
+    libc.write(writer, Buffer.from('x'))
+  }
+  // All 100 become readable while JS is blocked, so the worker reports them together.
+  blockThread()
+  await recorder.until(count)
+  await delay(10)
+
+  t.is(callsAtFirstTick, count, 'a nextTick from the first callback runs after the whole batch')
+  t.is(callsAtFirstImmediate, count)
+  t.true(recorder.calls.every((call) => call.action === Action.EPOLLIN))
+})
+
+test('last decRef abandons pending registrations', async (t) => {
+  const port = new CompletionPort()
+  const fds = new Descriptors(t)
+  const recorders = [fds.socketpair()[0], fds.pipe()[0], fds.eventfd()].map((fd) => {
+    const recorder = new Recorder()
+    port.add(fd, EPOLLIN, recorder.callback)
+    return recorder
+  })
+  t.is(port.pendingCount, 3)
+
+  port.decRef()
+  t.true(port.closed)
+  t.true(
+    recorders.every((recorder) => recorder.calls.length === 0),
+    'decRef does not call back synchronously',
+  )
+  for (const recorder of recorders) {
+    const completion = await recorder.first('ABANDONED')
+    t.is(completion.action, Action.ABANDONED)
+    t.is(completion.events, 0)
+  }
+  await delay(200)
+
+  for (const recorder of recorders) {
+    t.is(recorder.calls.length, 1)
+  }
+  t.is(port.refCount, 0)
+  t.is(port.pendingCount, 0)
+})
+
+test('last decRef drops events already picked up', async (t) => {
+  const port = new CompletionPort()
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  const recorder = new Recorder()
+  libc.write(writer, Buffer.from('x'))
+
+  port.add(reader, EPOLLIN, recorder.callback)
+  blockThread()
+  port.decRef()
+  const completion = await recorder.first('ABANDONED')
+  await delay(200)
+
+  t.is(completion.action, Action.ABANDONED)
+  t.is(recorder.calls.length, 1)
+})
+
+test('decRef keeps port open while referenced', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  const recorder = new Recorder()
+  port.add(reader, EPOLLIN, recorder.callback)
+
+  port.incRef()
+  t.is(port.refCount, 2)
+  port.incRef()
+  t.is(port.refCount, 3)
+  port.decRef()
+  t.is(port.refCount, 2)
+  port.decRef()
+  t.is(port.refCount, 1)
+  t.false(port.closed)
+
+  libc.write(writer, Buffer.from('x'))
+  const completion = await recorder.first()
+  t.is(completion.action, Action.EPOLLIN, 'the port still works')
+
+  port.decRef()
+  t.is(port.refCount, 0)
+  t.true(port.closed)
+})
+
+test('decRef inside a callback closes port', async (t) => {
+  const port = new CompletionPort()
+  const fds = new Descriptors(t)
+  const readables = [fds.socketpair(), fds.socketpair()]
+  const [idle] = fds.socketpair()
+  const recorders = readables.map(() => new Recorder())
+  const idleRecorder = new Recorder()
+  let closedInCallback: boolean | undefined
+
+  readables.forEach(([reader], index) => {
+    port.add(reader, EPOLLIN, (action, events) => {
+      recorders[index].callback(action, events)
+      if (!port.closed) {
+        port.decRef()
+        closedInCallback = port.closed
+      }
+    })
+  })
+  port.add(idle, EPOLLIN, idleRecorder.callback)
+  for (const [, writer] of readables) {
+    libc.write(writer, Buffer.from('x'))
+  }
+  blockThread()
+  for (const recorder of recorders) {
+    await recorder.first()
+  }
+  const abandoned = await idleRecorder.first('ABANDONED')
+  await delay(200)
+
+  t.true(closedInCallback)
+  t.is(abandoned.action, Action.ABANDONED)
+  t.is(idleRecorder.calls.length, 1)
+  for (const recorder of recorders) {
+    t.is(recorder.calls.length, 1, 'every registration of the batch is called once')
+    t.true([Action.EPOLLIN, Action.ABANDONED].includes(recorder.calls[0].action))
+  }
+  const actions = recorders.map((recorder) => recorder.calls[0].action)
+  t.true(actions.includes(Action.EPOLLIN), 'the callback that closed the port got EPOLLIN')
+})
+
+test('decRef returns within 1 s', async (t) => {
+  const port = new CompletionPort()
+  const fds = new Descriptors(t)
+  const [reader] = fds.socketpair()
+  const recorder = new Recorder()
+  port.add(reader, EPOLLIN, recorder.callback)
+  // Let the worker settle into epoll_wait, so decRef has to wake it.
+  await delay(300)
+
+  const started = process.hrtime.bigint()
+  port.decRef()
+  const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6
+
+  t.true(elapsedMs < 1000, `decRef took ${elapsedMs.toFixed(1)} ms`)
+  await recorder.first('ABANDONED')
+})
+
+test('Symbol.dispose releases one reference', (t) => {
+  const port = new CompletionPort()
+  port.incRef()
+
+  port[Symbol.dispose]()
+  t.is(port.refCount, 1)
+  t.false(port.closed)
+
+  port[Symbol.dispose]()
+  t.is(port.refCount, 0)
+  t.true(port.closed)
+})
+
+test('using declaration closes port at scope end', async (t) => {
+  const fds = new Descriptors(t)
+  const [reader] = fds.socketpair()
+  const recorder = new Recorder()
+  let escaped: CompletionPort | undefined
+  {
+    using port = new CompletionPort()
+    port.add(reader, EPOLLIN, recorder.callback)
+    escaped = port
+    t.false(port.closed)
+  }
+
+  t.true(escaped.closed)
+  const completion = await withDeadline(recorder.first('ABANDONED'), 'ABANDONED after the scope')
+  t.is(completion.action, Action.ABANDONED)
+})
+
+test('pendingCount follows registrations', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  const [other] = fds.socketpair()
+  const readable = new Recorder()
+  const cancelled = new Recorder()
+  const removed = new Recorder()
+
+  t.is(port.pendingCount, 0)
+  port.add(reader, EPOLLIN, readable.callback)
+  const cancelledId = port.add(reader, EPOLLRDHUP, cancelled.callback)
+  port.add(other, EPOLLIN, removed.callback)
+  t.is(port.pendingCount, 3)
+
+  libc.write(writer, Buffer.from('x'))
+  await readable.first()
+  t.is(port.pendingCount, 2)
+
+  port.cancel(cancelledId)
+  t.is(port.pendingCount, 2, 'a cancelled registration counts until its callback runs')
+  await cancelled.first('ABANDONED')
+  t.is(port.pendingCount, 1)
+
+  port.remove(other)
+  t.is(port.pendingCount, 1, 'a removed registration counts until its callback runs')
+  await removed.first('ABANDONED')
+  t.is(port.pendingCount, 0)
+})
