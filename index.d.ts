@@ -4,7 +4,7 @@
  * that created the port.
  */
 
-/** The fd value that the seed-shaped functions treat as "no socket". */
+/** The fd value that the C-shaped functions treat as "no socket". */
 export declare const INVALID_SOCKET: -1
 
 /** Readable. */
@@ -132,7 +132,7 @@ export declare class CompletionPort implements Disposable {
 }
 
 /**
- * Callback of the seed-shaped `completionPortAdd`: the context comes first,
+ * Callback of the C-shaped `completionPortAdd`: the context comes first,
  * as in the C API.
  */
 export type EventCallback<Context> = (

@@ -2,7 +2,7 @@
 
 const native = require('./binding.js')
 
-/** The fd value that the seed-shaped functions treat as "no socket". */
+/** The fd value that the C-shaped functions treat as "no socket". */
 const INVALID_SOCKET = -1
 
 /** EINVAL, returned by `completionPortAdd` for invalid arguments. */
@@ -207,8 +207,9 @@ function describe(value) {
   return `type ${typeof value} (${shown})`
 }
 
-// Seed-shaped functions: the C API of completion_port_linux, with its
-// null-handle and INVALID_SOCKET rules and status codes instead of throws.
+// C-shaped functions: the API of completion_port_linux in Azure c-pal, with
+// its argument order, null-handle and INVALID_SOCKET rules, and status codes
+// instead of throws.
 
 function completionPortCreate() {
   try {

@@ -348,5 +348,5 @@ test('constructor reports EMFILE as system error', async (t) => {
   t.is(error?.code, 'EMFILE')
   t.is(error?.errno, -osConstants.errno.EMFILE)
   t.is(error?.syscall, 'epoll_create1')
-  t.is(output.seedCreate, null, 'completionPortCreate returns null')
+  t.is(output.cApiCreate, null, 'completionPortCreate returns null')
 })

@@ -26,21 +26,21 @@ import { delay, Descriptors, roundTrip, withDeadline } from './helpers'
 
 const { EBADF, EINVAL, EPERM } = osConstants.errno
 
-interface SeedCall<Context> {
+interface CApiCall<Context> {
   ctx: Context
   action: Action
   events: number
 }
 
-/** Records calls of a seed-shaped callback, which gets its context first. */
-function seedRecorder<Context>(): {
-  calls: Array<SeedCall<Context>>
+/** Records calls of a C-shaped callback, which gets its context first. */
+function cApiRecorder<Context>(): {
+  calls: Array<CApiCall<Context>>
   callback: (ctx: Context, action: Action, events: number) => void
-  first: () => Promise<SeedCall<Context>>
+  first: () => Promise<CApiCall<Context>>
 } {
-  const calls: Array<SeedCall<Context>> = []
-  let resolveFirst: (call: SeedCall<Context>) => void = () => {}
-  const firstCall = new Promise<SeedCall<Context>>((resolve) => (resolveFirst = resolve))
+  const calls: Array<CApiCall<Context>> = []
+  let resolveFirst: (call: CApiCall<Context>) => void = () => {}
+  const firstCall = new Promise<CApiCall<Context>>((resolve) => (resolveFirst = resolve))
   return {
     calls,
     callback: (ctx, action, events) => {
@@ -48,11 +48,11 @@ function seedRecorder<Context>(): {
       calls.push(call)
       resolveFirst(call)
     },
-    first: () => withDeadline(firstCall, 'the seed callback'),
+    first: () => withDeadline(firstCall, 'the C-shaped callback'),
   }
 }
 
-function createSeedPort(t: { teardown: (fn: () => void) => void }): CompletionPort {
+function createCApiPort(t: { teardown: (fn: () => void) => void }): CompletionPort {
   const port = completionPortCreate()
   if (port === null) {
     throw new Error('completionPortCreate returned null')
@@ -66,7 +66,7 @@ function createSeedPort(t: { teardown: (fn: () => void) => void }): CompletionPo
 }
 
 test('completionPortCreate returns an open port', (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
 
   t.true(port instanceof CompletionPort)
   t.is(port.refCount, 1)
@@ -81,7 +81,7 @@ test('incRef and decRef accept null and undefined', (t) => {
 })
 
 test('incRef and decRef change refCount', (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
 
   completionPortIncRef(port)
   t.is(port.refCount, 2)
@@ -94,10 +94,10 @@ test('incRef and decRef change refCount', (t) => {
 })
 
 test('add returns 0 and passes ctx first', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [reader, writer] = fds.socketpair()
-  const recorder = seedRecorder<{ name: string }>()
+  const recorder = cApiRecorder<{ name: string }>()
   const ctx = { name: 'reader context' }
 
   t.is(completionPortAdd(port, EPOLLIN, reader, recorder.callback, ctx), 0)
@@ -112,10 +112,10 @@ test('add returns 0 and passes ctx first', async (t) => {
 })
 
 test('add passes undefined ctx when omitted', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [local] = fds.socketpair()
-  const recorder = seedRecorder<undefined>()
+  const recorder = cApiRecorder<undefined>()
 
   t.is(completionPortAdd(port, EPOLLOUT, local, recorder.callback), 0)
   const call = await recorder.first()
@@ -127,7 +127,7 @@ test('add passes undefined ctx when omitted', async (t) => {
 test('add returns EINVAL for null port', async (t) => {
   const fds = new Descriptors(t)
   const [local] = fds.socketpair()
-  const recorder = seedRecorder<string>()
+  const recorder = cApiRecorder<string>()
 
   t.is(completionPortAdd(null, EPOLLOUT, local, recorder.callback, 'ctx'), EINVAL)
   t.is(completionPortAdd(undefined, EPOLLOUT, local, recorder.callback, 'ctx'), EINVAL)
@@ -145,8 +145,8 @@ for (const [name, socket] of [
   ['string socket', '3'],
 ] as const) {
   test(`add returns EINVAL for ${name}`, async (t) => {
-    const port = createSeedPort(t)
-    const recorder = seedRecorder<string>()
+    const port = createCApiPort(t)
+    const recorder = cApiRecorder<string>()
 
     t.is(completionPortAdd(port, EPOLLOUT, socket as number, recorder.callback, 'ctx'), EINVAL)
     await roundTrip(port)
@@ -163,10 +163,10 @@ for (const [name, epollOp] of [
   ['string epollOp', '1'],
 ] as const) {
   test(`add returns EINVAL for ${name}`, async (t) => {
-    const port = createSeedPort(t)
+    const port = createCApiPort(t)
     const fds = new Descriptors(t)
     const [local] = fds.socketpair()
-    const recorder = seedRecorder<string>()
+    const recorder = cApiRecorder<string>()
 
     t.is(completionPortAdd(port, epollOp as number, local, recorder.callback, 'ctx'), EINVAL)
     await roundTrip(port)
@@ -177,7 +177,7 @@ for (const [name, epollOp] of [
 }
 
 test('add returns EINVAL for non-function callback', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [local] = fds.socketpair()
 
@@ -188,10 +188,10 @@ test('add returns EINVAL for non-function callback', async (t) => {
 })
 
 test('add returns EINVAL for closed port', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [local] = fds.socketpair()
-  const recorder = seedRecorder<string>()
+  const recorder = cApiRecorder<string>()
   completionPortDecRef(port)
 
   t.is(completionPortAdd(port, EPOLLOUT, local, recorder.callback, 'ctx'), EINVAL)
@@ -201,11 +201,11 @@ test('add returns EINVAL for closed port', async (t) => {
 })
 
 test('add returns EBADF for closed socket', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [local] = fds.socketpair()
   fds.close(local)
-  const recorder = seedRecorder<string>()
+  const recorder = cApiRecorder<string>()
 
   t.is(completionPortAdd(port, EPOLLIN, local, recorder.callback, 'ctx'), EBADF)
   await roundTrip(port)
@@ -214,14 +214,14 @@ test('add returns EBADF for closed socket', async (t) => {
 })
 
 test('add returns EPERM for regular file', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const directory = mkdtempSync(join(tmpdir(), 'completion-port-'))
   const fd = openSync(join(directory, 'regular-file'), 'w')
   t.teardown(() => {
     closeSync(fd)
     rmSync(directory, { recursive: true })
   })
-  const recorder = seedRecorder<string>()
+  const recorder = cApiRecorder<string>()
 
   t.is(completionPortAdd(port, EPOLLIN, fd, recorder.callback, 'ctx'), EPERM)
   await roundTrip(port)
@@ -230,10 +230,10 @@ test('add returns EPERM for regular file', async (t) => {
 })
 
 test('add accepts EPOLLET as one-shot', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [reader, writer] = fds.socketpair()
-  const recorder = seedRecorder<number>()
+  const recorder = cApiRecorder<number>()
   libc.write(writer, Buffer.from('stays unread'))
 
   t.is(completionPortAdd(port, (EPOLLIN | EPOLLET) >>> 0, reader, recorder.callback, 7), 0)
@@ -245,10 +245,10 @@ test('add accepts EPOLLET as one-shot', async (t) => {
 })
 
 test('remove accepts null port and INVALID_SOCKET', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [local] = fds.socketpair()
-  const recorder = seedRecorder<string>()
+  const recorder = cApiRecorder<string>()
   t.is(completionPortAdd(port, EPOLLIN, local, recorder.callback, 'ctx'), 0)
 
   t.notThrows(() => completionPortRemove(null, local))
@@ -261,10 +261,10 @@ test('remove accepts null port and INVALID_SOCKET', async (t) => {
 })
 
 test('remove abandons registrations with ctx', async (t) => {
-  const port = createSeedPort(t)
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [local] = fds.socketpair()
-  const recorder = seedRecorder<string>()
+  const recorder = cApiRecorder<string>()
   t.is(completionPortAdd(port, EPOLLIN, local, recorder.callback, 'ctx'), 0)
 
   completionPortRemove(port, local)
@@ -276,11 +276,11 @@ test('remove abandons registrations with ctx', async (t) => {
   t.is(call.events, 0)
 })
 
-test('last decRef abandons seed registrations', async (t) => {
-  const port = createSeedPort(t)
+test('last decRef abandons C-shaped registrations', async (t) => {
+  const port = createCApiPort(t)
   const fds = new Descriptors(t)
   const [local] = fds.socketpair()
-  const recorder = seedRecorder<string>()
+  const recorder = cApiRecorder<string>()
   t.is(completionPortAdd(port, EPOLLIN, local, recorder.callback, 'ctx'), 0)
 
   completionPortDecRef(port)
