@@ -7,17 +7,21 @@
 //! function, whose callback takes the completions on the JavaScript thread
 //! and passes the batch to the dispatch function given to the constructor.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::mem;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use completion_port_core::{
     AddError, Completion, CompletionPort, Listener, RegistrationId, SystemError,
 };
-use napi::bindgen_prelude::{Float64Array, Function, ObjectFinalize, Result, Status, Unknown};
+use napi::bindgen_prelude::{
+    Float64Array, FnArgs, Function, JsObjectValue, Object, ObjectFinalize, Result, Status, Unknown,
+};
 use napi::threadsafe_function::{
     ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
 };
 use napi::{sys, CleanupEnvHook, Env};
 use napi_derive::napi;
+use nix::errno::Errno;
 
 use crate::system_error::{throw_error, throw_system_error, ErrorKind};
 
@@ -41,14 +45,19 @@ struct PortState {
     dispatch: Option<Arc<DispatchFunction>>,
     /// Whether `dispatch` currently keeps the event loop alive.
     referenced: bool,
+    notifier: Arc<Notifier>,
 }
 
 type SharedState = Arc<Mutex<PortState>>;
 
 fn lock(state: &SharedState) -> MutexGuard<'_, PortState> {
-    // The state stays consistent if a panic unwound while it was locked: each
-    // operation of the core port completes or changes nothing.
-    state.lock().unwrap_or_else(PoisonError::into_inner)
+    lock_mutex(state)
+}
+
+fn lock_mutex<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data stays consistent if a panic unwound while it was locked: each
+    // operation on it completes or changes nothing.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl PortState {
@@ -89,6 +98,7 @@ impl PortState {
     /// registrations stay queued for the next `take`.
     fn close(&mut self) {
         self.port.close();
+        lock_mutex(&self.notifier.dispatch).take();
         self.dispatch = None;
         self.referenced = false;
     }
@@ -104,20 +114,61 @@ fn encode_batch(completions: &[Completion]) -> Vec<f64> {
     batch
 }
 
-/// Wakes JavaScript from the worker thread when events are queued.
+/// Wakes JavaScript from the worker thread when events are queued or
+/// `epoll_wait` failed.
 #[derive(Default)]
 struct Notifier {
-    dispatch: OnceLock<Arc<DispatchFunction>>,
+    /// Cleared when the port closes, because the threadsafe function's
+    /// callback holds this notifier.
+    dispatch: Mutex<Option<Arc<DispatchFunction>>>,
+    /// `epoll_wait` errors not yet reported as process warnings.
+    wait_errors: Mutex<Vec<Errno>>,
 }
 
-impl Listener for Notifier {
-    fn events_queued(&self) {
-        if let Some(dispatch) = self.dispatch.get() {
+impl Notifier {
+    fn wake_javascript(&self) {
+        if let Some(dispatch) = lock_mutex(&self.dispatch).as_ref() {
             // Non-blocking: the queue is unbounded, and `Closing` only means
             // the environment is shutting down, when nothing is left to do.
             dispatch.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
+
+    /// Emits a process warning for each `epoll_wait` error reported since
+    /// the last call. `process.on('warning')` and `--no-warnings` apply.
+    fn report_wait_errors(&self, env: &Env) {
+        let errors = mem::take(&mut *lock_mutex(&self.wait_errors));
+        for errno in errors {
+            let message = format!(
+                "epoll_wait failed: {errno:?} ({}); the completion port's worker thread keeps waiting",
+                errno.desc()
+            );
+            if emit_warning(env, &message).is_err() {
+                eprintln!("completion-port: {message}");
+            }
+        }
+    }
+}
+
+impl Listener for Notifier {
+    fn events_queued(&self) {
+        self.wake_javascript();
+    }
+
+    // NOTE: no test reaches this path, because epoll_wait fails only on a
+    // closed or invalid epoll fd or a bad buffer, which the port never passes.
+    fn wait_failed(&self, errno: Errno) {
+        lock_mutex(&self.wait_errors).push(errno);
+        self.wake_javascript();
+    }
+}
+
+fn emit_warning(env: &Env, message: &str) -> Result<()> {
+    let process: Object = env.get_global()?.get_named_property("process")?;
+    let emit: Function<'_, FnArgs<(&str, &str)>, Unknown<'_>> =
+        process.get_named_property("emitWarning")?;
+    emit.call(FnArgs::from((message, "CompletionPortWarning")))?;
+    Ok(())
 }
 
 /// Native half of `CompletionPort`. JavaScript code uses it through
@@ -144,6 +195,7 @@ impl NativePort {
             port,
             dispatch: None,
             referenced: false,
+            notifier: Arc::clone(&notifier),
         }));
         let callback_state = Arc::clone(&state);
         let dispatch: Arc<DispatchFunction> = Arc::new(
@@ -152,13 +204,18 @@ impl NativePort {
                 .callee_handled::<false>()
                 .weak::<true>()
                 .build_callback(move |context: ThreadsafeCallContext<()>| {
-                    Ok(lock(&callback_state).take_batch(&context.env))
+                    let mut state = lock(&callback_state);
+                    let batch = state.take_batch(&context.env);
+                    let notifier = Arc::clone(&state.notifier);
+                    drop(state);
+                    notifier.report_wait_errors(&context.env);
+                    Ok(batch)
                 })?,
         );
 
         // No event can be queued before the first add, so the notifier gets
         // its function before the worker could need it.
-        let _ = notifier.dispatch.set(Arc::clone(&dispatch));
+        *lock_mutex(&notifier.dispatch) = Some(Arc::clone(&dispatch));
         lock(&state).dispatch = Some(dispatch);
 
         let cleanup_hook = env.add_env_cleanup_hook(Arc::clone(&state), |state| {
