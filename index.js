@@ -8,8 +8,12 @@ const INVALID_SOCKET = -1
 /** EINVAL, returned by `completionPortAdd` for invalid arguments. */
 const EINVAL = 22
 
-/** Numbers per completion in a batch from the native port: id, action, events. */
-const BATCH_STRIDE = 3
+// A batch from the native port is a Float64Array with four numbers per
+// completion: registration id, action, event mask and fd.
+const BATCH_STRIDE = 4
+const BATCH_ACTION = 1
+const BATCH_EVENTS = 2
+const BATCH_FD = 3
 
 const MAX_FD = 0x7fffffff
 const MAX_EVENTS = 0xffffffff
@@ -32,6 +36,7 @@ const CompletionPortEpollAction = Object.freeze({
   3: 'ABANDONED',
   4: 'ERROR',
 })
+const { ABANDONED } = CompletionPortEpollAction
 
 class CompletionPort {
   /** The native port: epoll instance, worker thread and registrations. */
@@ -44,7 +49,7 @@ class CompletionPort {
     // holds it for as long as the port is open, and a path back here would
     // keep an idle port from being collected. `state.owner` makes that path
     // only while callbacks are pending.
-    const state = { callbacks: new Map(), owner: null, drainScheduled: false }
+    const state = { callbacks: new Map(), owner: null, drainScheduled: false, batch: null, next: 0 }
     this.#state = state
     this.#native = new native.NativePort((batch) => deliver(state, batch))
   }
@@ -69,11 +74,11 @@ class CompletionPort {
     if (typeof id !== 'number') {
       throw invalidArgType('id', 'of type number', id)
     }
-    const cancelled = this.#native.cancel(id)
-    if (cancelled) {
+    if (this.#native.cancel(id)) {
       this.#scheduleDrain()
+      return true
     }
-    return cancelled
+    return abandonInBatch(this.#state, (batch, offset) => batch[offset] === id) > 0
   }
 
   remove(fd) {
@@ -81,6 +86,7 @@ class CompletionPort {
     if (this.#native.remove(fd)) {
       this.#scheduleDrain()
     }
+    abandonInBatch(this.#state, (batch, offset) => batch[offset + BATCH_FD] === fd)
   }
 
   incRef() {
@@ -90,6 +96,9 @@ class CompletionPort {
   decRef() {
     if (this.#native.decRef()) {
       this.#scheduleDrain()
+    }
+    if (this.#native.closed) {
+      abandonInBatch(this.#state, () => true)
     }
   }
 
@@ -135,22 +144,53 @@ class CompletionPort {
  */
 function deliver(state, batch) {
   const { callbacks } = state
-  for (let i = 0; i < batch.length; i += BATCH_STRIDE) {
-    const id = batch[i]
-    const callback = callbacks.get(id)
-    if (callback === undefined) {
-      continue
+  const outer = { batch: state.batch, next: state.next }
+  state.batch = batch
+  try {
+    for (let offset = 0; offset < batch.length; offset += BATCH_STRIDE) {
+      state.next = offset + BATCH_STRIDE
+      const id = batch[offset]
+      const callback = callbacks.get(id)
+      if (callback === undefined) {
+        continue
+      }
+      callbacks.delete(id)
+      try {
+        callback(batch[offset + BATCH_ACTION], batch[offset + BATCH_EVENTS])
+      } catch (error) {
+        process.nextTick(rethrow, error)
+      }
     }
-    callbacks.delete(id)
-    try {
-      callback(batch[i + 1], batch[i + 2])
-    } catch (error) {
-      process.nextTick(rethrow, error)
-    }
+  } finally {
+    state.batch = outer.batch
+    state.next = outer.next
   }
   if (callbacks.size === 0) {
     state.owner = null
   }
+}
+
+/**
+ * Turns the completions of the batch being delivered that `matches` selects,
+ * and whose callbacks have not run yet, into ABANDONED. The native port
+ * decided them when it handed over the batch, so a remove, cancel or last
+ * decRef made by an earlier callback of the same batch must override them
+ * here. Returns how many changed.
+ */
+function abandonInBatch(state, matches) {
+  const { batch } = state
+  if (batch === null) {
+    return 0
+  }
+  let changed = 0
+  for (let offset = state.next; offset < batch.length; offset += BATCH_STRIDE) {
+    if (batch[offset + BATCH_ACTION] !== ABANDONED && matches(batch, offset)) {
+      batch[offset + BATCH_ACTION] = ABANDONED
+      batch[offset + BATCH_EVENTS] = 0
+      changed += 1
+    }
+  }
+  return changed
 }
 
 function rethrow(error) {
@@ -254,19 +294,23 @@ function completionPortRemove(port, socket) {
   }
 }
 
+// Plain names in the object literal, so that Node can detect every export
+// when an ES module imports this file by name.
+const { EPOLLIN, EPOLLPRI, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, EPOLLEXCLUSIVE, EPOLLONESHOT, EPOLLET } = native
+
 module.exports = {
   CompletionPort,
   CompletionPortEpollAction,
   INVALID_SOCKET,
-  EPOLLIN: native.EPOLLIN,
-  EPOLLPRI: native.EPOLLPRI,
-  EPOLLOUT: native.EPOLLOUT,
-  EPOLLERR: native.EPOLLERR,
-  EPOLLHUP: native.EPOLLHUP,
-  EPOLLRDHUP: native.EPOLLRDHUP,
-  EPOLLEXCLUSIVE: native.EPOLLEXCLUSIVE,
-  EPOLLONESHOT: native.EPOLLONESHOT,
-  EPOLLET: native.EPOLLET,
+  EPOLLIN,
+  EPOLLPRI,
+  EPOLLOUT,
+  EPOLLERR,
+  EPOLLHUP,
+  EPOLLRDHUP,
+  EPOLLEXCLUSIVE,
+  EPOLLONESHOT,
+  EPOLLET,
   completionPortCreate,
   completionPortIncRef,
   completionPortDecRef,

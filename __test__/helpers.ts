@@ -19,7 +19,14 @@ export { delay }
 export const WORKER_THREAD_NAME = 'completion-port'
 
 /** Deadline that only catches hangs. */
-export const HANG_DEADLINE_MS = 10_000
+/**
+ * Multiplier for the deadlines below, for slow runs: scripts/test-arm64.sh
+ * sets 4, because the arm64 Node.js under qemu-aarch64 needs about 5 s to
+ * start a fixture.
+ */
+const DEADLINE_SCALE = Number(process.env.COMPLETION_PORT_TEST_DEADLINE_SCALE ?? '1')
+
+export const HANG_DEADLINE_MS = 10_000 * DEADLINE_SCALE
 
 /** Time the JS thread is blocked so that the worker surely picks up ready events. */
 export const WORKER_PICKUP_MS = 200
@@ -258,7 +265,7 @@ export interface FixtureResult {
   timedOut: boolean
 }
 
-const FIXTURE_DEADLINE_MS = 15_000
+const FIXTURE_DEADLINE_MS = 15_000 * DEADLINE_SCALE
 
 /**
  * Runs `__test__/fixtures/<name>` in a new Node process with tsx loaded, and

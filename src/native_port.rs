@@ -1,44 +1,45 @@
 //! The napi class behind `CompletionPort` in `index.js`, and the
 //! threadsafe function that hands completions to JavaScript.
 //!
-//! Completions cross to JavaScript as one `Float64Array` per batch, three
-//! numbers per completion: registration id, action, event mask. The worker
+//! Completions cross to JavaScript as one `Float64Array` per batch, four
+//! numbers per completion: registration id, action, event mask and fd. The worker
 //! thread never builds them: it queues raw events and calls the threadsafe
 //! function, whose callback takes the completions on the JavaScript thread
 //! and passes the batch to the dispatch function given to the constructor.
 
-use std::mem;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use completion_port_core::{
     AddError, Completion, CompletionPort, Listener, RegistrationId, SystemError,
 };
-use napi::bindgen_prelude::{
-    Float64Array, FnArgs, Function, JsObjectValue, Object, ObjectFinalize, Result, Status, Unknown,
-};
+use napi::bindgen_prelude::{Float64Array, Function, ObjectFinalize, Result, Status, Unknown};
 use napi::threadsafe_function::{
     ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
 };
-use napi::{sys, CleanupEnvHook, Env};
+use napi::{sys, Env};
 use napi_derive::napi;
-use nix::errno::Errno;
 
+use crate::cleanup_hook::CleanupHook;
+use crate::notifier::Notifier;
+use crate::sync::lock;
 use crate::system_error::{throw_error, throw_system_error, ErrorKind};
 
 /// Calls the JavaScript dispatch function with one batch. It starts
 /// unreferenced (`Weak`), so it keeps the event loop alive only while
 /// registrations are pending.
-type DispatchFunction = ThreadsafeFunction<(), Unknown<'static>, Float64Array, Status, false, true>;
+pub type DispatchFunction =
+    ThreadsafeFunction<(), Unknown<'static>, Float64Array, Status, false, true>;
 
-/// Numbers per completion in a batch: id, action, events.
-const BATCH_STRIDE: usize = 3;
+/// Numbers per completion in a batch: id, action, events, fd. `index.js`
+/// uses the fd to abandon the rest of a batch when a callback removes it.
+const BATCH_STRIDE: usize = 4;
 
 const CLOSED_CODE: &str = "ERR_COMPLETION_PORT_CLOSED";
 
 /// Everything the class and the threadsafe function's callback share. Only
 /// the JavaScript thread locks it; the worker thread never does, so closing
 /// the port while holding the lock cannot deadlock with the worker.
-struct PortState {
+pub struct PortState {
     port: CompletionPort,
     /// `None` once the port is closed. The callback of this function holds
     /// the state, so dropping it here breaks that cycle.
@@ -48,17 +49,7 @@ struct PortState {
     notifier: Arc<Notifier>,
 }
 
-type SharedState = Arc<Mutex<PortState>>;
-
-fn lock(state: &SharedState) -> MutexGuard<'_, PortState> {
-    lock_mutex(state)
-}
-
-fn lock_mutex<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The data stays consistent if a panic unwound while it was locked: each
-    // operation on it completes or changes nothing.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub type SharedState = Arc<Mutex<PortState>>;
 
 impl PortState {
     /// Takes every decided completion as a batch for JavaScript.
@@ -69,13 +60,14 @@ impl PortState {
         Float64Array::new(encode_batch(&completions))
     }
 
-    /// References the threadsafe function while registrations are pending,
-    /// so that they keep the process alive, and unreferences it otherwise.
+    /// References the threadsafe function while registrations are pending or
+    /// completions wait to be taken, so that they keep the process alive,
+    /// and unreferences it otherwise.
     fn update_keep_alive(&mut self, env: &Env) {
         let Some(dispatch) = &self.dispatch else {
             return;
         };
-        let should_reference = self.port.pending_count() > 0;
+        let should_reference = self.port.pending_count() > 0 || self.port.has_ready_completions();
         if should_reference == self.referenced {
             return;
         }
@@ -96,9 +88,9 @@ impl PortState {
 
     /// Closes the port and releases the threadsafe function. Abandoned
     /// registrations stay queued for the next `take`.
-    fn close(&mut self) {
+    pub fn close(&mut self) {
         self.port.close();
-        lock_mutex(&self.notifier.dispatch).take();
+        self.notifier.set_dispatch(None);
         self.dispatch = None;
         self.referenced = false;
     }
@@ -110,65 +102,9 @@ fn encode_batch(completions: &[Completion]) -> Vec<f64> {
         batch.push(completion.id as f64);
         batch.push(f64::from(completion.action as u8));
         batch.push(f64::from(completion.events));
+        batch.push(f64::from(completion.fd));
     }
     batch
-}
-
-/// Wakes JavaScript from the worker thread when events are queued or
-/// `epoll_wait` failed.
-#[derive(Default)]
-struct Notifier {
-    /// Cleared when the port closes, because the threadsafe function's
-    /// callback holds this notifier.
-    dispatch: Mutex<Option<Arc<DispatchFunction>>>,
-    /// `epoll_wait` errors not yet reported as process warnings.
-    wait_errors: Mutex<Vec<Errno>>,
-}
-
-impl Notifier {
-    fn wake_javascript(&self) {
-        if let Some(dispatch) = lock_mutex(&self.dispatch).as_ref() {
-            // Non-blocking: the queue is unbounded, and `Closing` only means
-            // the environment is shutting down, when nothing is left to do.
-            dispatch.call((), ThreadsafeFunctionCallMode::NonBlocking);
-        }
-    }
-
-    /// Emits a process warning for each `epoll_wait` error reported since
-    /// the last call. `process.on('warning')` and `--no-warnings` apply.
-    fn report_wait_errors(&self, env: &Env) {
-        let errors = mem::take(&mut *lock_mutex(&self.wait_errors));
-        for errno in errors {
-            let message = format!(
-                "epoll_wait failed: {errno:?} ({}); the completion port's worker thread keeps waiting",
-                errno.desc()
-            );
-            if emit_warning(env, &message).is_err() {
-                eprintln!("completion-port: {message}");
-            }
-        }
-    }
-}
-
-impl Listener for Notifier {
-    fn events_queued(&self) {
-        self.wake_javascript();
-    }
-
-    // NOTE: no test reaches this path, because epoll_wait fails only on a
-    // closed or invalid epoll fd or a bad buffer, which the port never passes.
-    fn wait_failed(&self, errno: Errno) {
-        lock_mutex(&self.wait_errors).push(errno);
-        self.wake_javascript();
-    }
-}
-
-fn emit_warning(env: &Env, message: &str) -> Result<()> {
-    let process: Object = env.get_global()?.get_named_property("process")?;
-    let emit: Function<'_, FnArgs<(&str, &str)>, Unknown<'_>> =
-        process.get_named_property("emitWarning")?;
-    emit.call(FnArgs::from((message, "CompletionPortWarning")))?;
-    Ok(())
 }
 
 /// Native half of `CompletionPort`. JavaScript code uses it through
@@ -178,7 +114,7 @@ pub struct NativePort {
     state: SharedState,
     /// Closes the port if the environment shuts down first, for example a
     /// worker thread that terminates. Removed when the port closes.
-    cleanup_hook: Option<CleanupEnvHook<SharedState>>,
+    cleanup_hook: Option<CleanupHook>,
 }
 
 #[napi]
@@ -215,12 +151,10 @@ impl NativePort {
 
         // No event can be queued before the first add, so the notifier gets
         // its function before the worker could need it.
-        *lock_mutex(&notifier.dispatch) = Some(Arc::clone(&dispatch));
+        notifier.set_dispatch(Some(Arc::clone(&dispatch)));
         lock(&state).dispatch = Some(dispatch);
 
-        let cleanup_hook = env.add_env_cleanup_hook(Arc::clone(&state), |state| {
-            lock(&state).close();
-        })?;
+        let cleanup_hook = CleanupHook::add(&env, &state)?;
 
         Ok(Self {
             state,
@@ -233,19 +167,20 @@ impl NativePort {
     pub fn add(&mut self, env: Env, fd: i32, events: u32) -> Result<f64> {
         let mut state = lock(&self.state);
         let had_ready = state.port.has_ready_completions();
-        let id = state
-            .port
-            .add(fd, events)
-            .map_err(|error| throw_add_error(&env, error))?;
+        let result = state.port.add(fd, events);
         state.update_keep_alive(&env);
 
         // The add abandoned registrations whose file was closed under the
-        // same fd number: deliver them through the dispatch function.
+        // same fd number, even if it then failed: deliver them through the
+        // dispatch function, which stays referenced until they are taken.
         if !had_ready && state.port.has_ready_completions() {
             if let Some(dispatch) = &state.dispatch {
                 dispatch.call((), ThreadsafeFunctionCallMode::NonBlocking);
             }
         }
+        drop(state);
+
+        let id = result.map_err(|error| throw_add_error(&env, error))?;
         Ok(id as f64)
     }
 
@@ -296,7 +231,7 @@ impl NativePort {
         if state.port.dec_ref() {
             state.close();
             drop(state);
-            self.remove_cleanup_hook(&env)?;
+            self.remove_cleanup_hook(&env);
             state = lock(&self.state);
         }
         Ok(state.port.has_ready_completions())
@@ -319,10 +254,9 @@ impl NativePort {
 }
 
 impl NativePort {
-    fn remove_cleanup_hook(&mut self, env: &Env) -> Result<()> {
-        match self.cleanup_hook.take() {
-            Some(hook) => env.remove_env_cleanup_hook(hook),
-            None => Ok(()),
+    fn remove_cleanup_hook(&mut self, env: &Env) {
+        if let Some(hook) = self.cleanup_hook.take() {
+            hook.remove(env);
         }
     }
 }
@@ -333,7 +267,8 @@ impl ObjectFinalize for NativePort {
     /// reachable while registrations wait.
     fn finalize(mut self, env: Env) -> Result<()> {
         lock(&self.state).close();
-        self.remove_cleanup_hook(&env)
+        self.remove_cleanup_hook(&env);
+        Ok(())
     }
 }
 

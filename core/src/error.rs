@@ -53,7 +53,7 @@ impl fmt::Display for AddError {
             Self::Epoll { fd, errno } => write!(
                 f,
                 "epoll_ctl failed for fd {fd}: {errno:?} ({}); {}",
-                errno.desc(),
+                describe_errno(*errno),
                 epoll_ctl_hint(*errno)
             ),
         }
@@ -61,6 +61,17 @@ impl fmt::Display for AddError {
 }
 
 impl std::error::Error for AddError {}
+
+/// Returns the C library's description of `errno`, as strerror(3) gives it
+/// and Node shows it.
+pub fn describe_errno(errno: Errno) -> String {
+    let text = std::io::Error::from_raw_os_error(errno as i32).to_string();
+    // The standard library appends " (os error N)" to the description.
+    match text.rfind(" (os error ") {
+        Some(end) => text[..end].to_owned(),
+        None => text,
+    }
+}
 
 /// Returns what a caller can do about an `epoll_ctl` failure.
 fn epoll_ctl_hint(errno: Errno) -> &'static str {
@@ -75,7 +86,10 @@ fn epoll_ctl_hint(errno: Errno) -> &'static str {
              /proc/sys/fs/epoll/max_user_watches"
         }
         Errno::ENOMEM => "the kernel is out of memory for epoll entries",
-        Errno::EINVAL => "the kernel does not accept this fd or event mask for epoll",
+        Errno::EINVAL => {
+            "the kernel does not accept this fd for epoll (an epoll fd cannot watch itself, \
+             including through a dup of the port's own epoll descriptor)"
+        }
         Errno::ELOOP => {
             "adding this epoll fd would create a loop or too deep a nesting of epoll instances"
         }
@@ -124,7 +138,7 @@ impl fmt::Display for SystemError {
             "{} failed: {:?} ({})",
             self.syscall,
             self.errno,
-            self.errno.desc()
+            describe_errno(self.errno)
         )
     }
 }

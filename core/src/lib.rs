@@ -16,7 +16,7 @@ mod registry;
 mod worker;
 
 pub use action::{map_events, Action};
-pub use error::{AddError, ClosedError, SystemError};
+pub use error::{describe_errno, AddError, ClosedError, SystemError};
 pub use port::CompletionPort;
 pub use registry::{Completion, RegistrationId};
 pub use worker::{Listener, WAIT_TIMEOUT_MS, WORKER_THREAD_NAME};

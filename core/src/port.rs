@@ -96,8 +96,10 @@ impl CompletionPort {
         self.ref_count = 0;
         worker.stop();
         drop(worker);
-        self.raw_events.clear();
         self.registry.abandon_all(&mut self.ready);
+        // Free the capacity that the registry and the event buffer grew to.
+        self.registry = Registry::default();
+        self.raw_events = Vec::new();
     }
 
     /// Registers a one-shot interest in `events` on `fd`. The registration
@@ -177,12 +179,12 @@ impl Drop for CompletionPort {
 /// and at least one event is requested.
 fn validate_events(events: u32) -> Result<u32, AddError> {
     let exclusive = EpollFlags::EPOLLEXCLUSIVE.bits() as u32;
-    if events & exclusive != 0 {
-        return Err(AddError::Exclusive { events });
-    }
-    let unknown = events & !(INTEREST_BITS | IGNORED_MODE_BITS);
+    let unknown = events & !(INTEREST_BITS | IGNORED_MODE_BITS | exclusive);
     if unknown != 0 {
         return Err(AddError::UnknownEvents { events, unknown });
+    }
+    if events & exclusive != 0 {
+        return Err(AddError::Exclusive { events });
     }
     let interest = events & INTEREST_BITS;
     if interest == 0 {

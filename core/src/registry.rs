@@ -23,14 +23,17 @@ pub struct Completion {
     /// The event mask the kernel reported for the fd, or 0 for
     /// [`Action::Abandoned`].
     pub events: u32,
+    /// The fd the registration was made for.
+    pub fd: RawFd,
 }
 
 impl Completion {
-    fn abandoned(id: RegistrationId) -> Self {
+    fn abandoned(id: RegistrationId, fd: RawFd) -> Self {
         Self {
             id,
             action: Action::Abandoned,
             events: 0,
+            fd,
         }
     }
 }
@@ -137,7 +140,7 @@ impl Registry {
         entry
             .registrations
             .retain(|registration| registration.id != id);
-        abandoned.push(Completion::abandoned(id));
+        abandoned.push(Completion::abandoned(id, fd));
 
         // An entry left armed for the cancelled interest would wake the
         // worker for nothing. Failure means the fd is closed, and then the
@@ -159,12 +162,12 @@ impl Registry {
 
     /// Abandons every pending registration.
     pub fn abandon_all(&mut self, abandoned: &mut Vec<Completion>) {
-        for (_, entry) in self.fds.drain() {
+        for (fd, entry) in self.fds.drain() {
             abandoned.extend(
                 entry
                     .registrations
                     .iter()
-                    .map(|registration| Completion::abandoned(registration.id)),
+                    .map(|registration| Completion::abandoned(registration.id, fd)),
             );
         }
         self.fd_by_id.clear();
@@ -191,6 +194,7 @@ impl Registry {
                         id: registration.id,
                         action,
                         events: event.events,
+                        fd,
                     });
                     false
                 }
@@ -238,7 +242,7 @@ impl Registry {
         };
         for registration in entry.registrations {
             self.fd_by_id.remove(&registration.id);
-            abandoned.push(Completion::abandoned(registration.id));
+            abandoned.push(Completion::abandoned(registration.id, fd));
         }
     }
 }

@@ -22,7 +22,7 @@ fn readable_fd_completes_once() {
 
     assert_eq!(
         test.wait_for(1),
-        vec![completion(id, Action::EpollIn, EPOLLIN)]
+        vec![completion(id, Action::EpollIn, EPOLLIN, a.as_raw_fd())]
     );
     // The data is still unread, so a level-triggered entry would fire again.
     assert_eq!(test.completions_after_quiet_period(), vec![]);
@@ -39,7 +39,7 @@ fn mode_flags_do_not_change_one_shot() {
         let id = test.port.add(a.as_raw_fd(), EPOLLIN | flags).unwrap();
         assert_eq!(
             test.wait_for(1),
-            vec![completion(id, Action::EpollIn, EPOLLIN)]
+            vec![completion(id, Action::EpollIn, EPOLLIN, a.as_raw_fd())]
         );
         assert_eq!(test.completions_after_quiet_period(), vec![]);
     }
@@ -55,7 +55,12 @@ fn read_and_write_registrations_share_fd() {
 
     assert_eq!(
         test.wait_for(1),
-        vec![completion(writer, Action::EpollOut, EPOLLOUT)]
+        vec![completion(
+            writer,
+            Action::EpollOut,
+            EPOLLOUT,
+            a.as_raw_fd()
+        )]
     );
     assert_eq!(test.completions_after_quiet_period(), vec![]);
     assert_eq!(test.port.pending_count(), 1);
@@ -140,7 +145,12 @@ fn eventfd_completes_when_written() {
 
     assert_eq!(
         test.wait_for(1),
-        vec![completion(id, Action::EpollIn, EPOLLIN)]
+        vec![completion(
+            id,
+            Action::EpollIn,
+            EPOLLIN,
+            eventfd.as_fd().as_raw_fd()
+        )]
     );
 }
 
@@ -156,8 +166,8 @@ fn remove_abandons_pending_registrations() {
     assert_eq!(
         test.wait_for(2),
         vec![
-            completion(reader, Action::Abandoned, 0),
-            completion(closer, Action::Abandoned, 0)
+            completion(reader, Action::Abandoned, 0, a.as_raw_fd()),
+            completion(closer, Action::Abandoned, 0, a.as_raw_fd())
         ]
     );
     assert_eq!(test.port.pending_count(), 0);
@@ -173,7 +183,10 @@ fn remove_drops_events_already_collected() {
 
     test.port.remove(a.as_raw_fd());
 
-    assert_eq!(test.wait_for(1), vec![completion(id, Action::Abandoned, 0)]);
+    assert_eq!(
+        test.wait_for(1),
+        vec![completion(id, Action::Abandoned, 0, a.as_raw_fd())]
+    );
     assert_eq!(test.completions_after_quiet_period(), vec![]);
 }
 
@@ -187,7 +200,10 @@ fn remove_of_closed_fd_still_abandons() {
 
     test.port.remove(fd);
 
-    assert_eq!(test.wait_for(1), vec![completion(id, Action::Abandoned, 0)]);
+    assert_eq!(
+        test.wait_for(1),
+        vec![completion(id, Action::Abandoned, 0, fd)]
+    );
 }
 
 #[test]
@@ -201,13 +217,13 @@ fn cancel_abandons_one_registration() {
     assert!(!test.port.cancel(cancelled));
     assert_eq!(
         test.wait_for(1),
-        vec![completion(cancelled, Action::Abandoned, 0)]
+        vec![completion(cancelled, Action::Abandoned, 0, a.as_raw_fd())]
     );
 
     write(&b, b"x").unwrap();
     assert_eq!(
         test.wait_for(1),
-        vec![completion(kept, Action::EpollIn, EPOLLIN)]
+        vec![completion(kept, Action::EpollIn, EPOLLIN, a.as_raw_fd())]
     );
     assert!(!test.port.cancel(kept));
 }
@@ -222,7 +238,10 @@ fn cancel_drops_events_already_collected() {
 
     assert!(test.port.cancel(id));
 
-    assert_eq!(test.wait_for(1), vec![completion(id, Action::Abandoned, 0)]);
+    assert_eq!(
+        test.wait_for(1),
+        vec![completion(id, Action::Abandoned, 0, a.as_raw_fd())]
+    );
     assert_eq!(test.completions_after_quiet_period(), vec![]);
 }
 
@@ -274,7 +293,7 @@ fn failed_add_keeps_existing_registrations() {
     write(&b, b"x").unwrap();
     assert_eq!(
         test.wait_for(1),
-        vec![completion(id, Action::EpollIn, EPOLLIN)]
+        vec![completion(id, Action::EpollIn, EPOLLIN, a.as_raw_fd())]
     );
 }
 

@@ -38,8 +38,8 @@ fn reused_fd_number_never_completes_old_registration() {
     assert_eq!(
         test.wait_for(2),
         vec![
-            completion(old_id, Action::Abandoned, 0),
-            completion(new_id, Action::EpollIn, EPOLLIN)
+            completion(old_id, Action::Abandoned, 0, fd),
+            completion(new_id, Action::EpollIn, EPOLLIN, fd)
         ]
     );
 }
@@ -105,7 +105,10 @@ fn last_dec_ref_closes_port() {
     assert_eq!(worker_thread_count(), threads_before);
     let mut completions = Vec::new();
     test.port.take_completions(&mut completions);
-    assert_eq!(completions, vec![completion(id, Action::Abandoned, 0)]);
+    assert_eq!(
+        completions,
+        vec![completion(id, Action::Abandoned, 0, a.as_raw_fd())]
+    );
 
     drop((a, b));
     assert_eq!(open_fd_count(), fds_before);

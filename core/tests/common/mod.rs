@@ -93,8 +93,13 @@ pub fn stream_pair() -> (OwnedFd, OwnedFd) {
     .expect("socketpair")
 }
 
-pub fn completion(id: u64, action: Action, events: u32) -> Completion {
-    Completion { id, action, events }
+pub fn completion(id: u64, action: Action, events: u32, fd: RawFd) -> Completion {
+    Completion {
+        id,
+        action,
+        events,
+        fd,
+    }
 }
 
 pub fn worker_thread_count() -> usize {

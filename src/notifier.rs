@@ -1,0 +1,74 @@
+//! The worker thread's way into JavaScript: it calls the threadsafe function
+//! when events are queued, and reports `epoll_wait` errors as process
+//! warnings.
+
+use std::mem;
+use std::sync::{Arc, Mutex};
+
+use completion_port_core::Listener;
+use napi::bindgen_prelude::{FnArgs, Function, JsObjectValue, Object, Result, Unknown};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi::Env;
+use nix::errno::Errno;
+
+use crate::native_port::DispatchFunction;
+use crate::sync::lock;
+
+/// Wakes JavaScript from the worker thread when events are queued or
+/// `epoll_wait` failed.
+#[derive(Default)]
+pub struct Notifier {
+    /// Cleared when the port closes, because the threadsafe function's
+    /// callback holds this notifier.
+    dispatch: Mutex<Option<Arc<DispatchFunction>>>,
+    /// `epoll_wait` errors not yet reported as process warnings.
+    wait_errors: Mutex<Vec<Errno>>,
+}
+
+impl Notifier {
+    pub fn set_dispatch(&self, dispatch: Option<Arc<DispatchFunction>>) {
+        *lock(&self.dispatch) = dispatch;
+    }
+
+    fn wake_javascript(&self) {
+        if let Some(dispatch) = lock(&self.dispatch).as_ref() {
+            // Non-blocking: the queue is unbounded, and `Closing` only means
+            // the environment is shutting down, when nothing is left to do.
+            dispatch.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    /// Emits a process warning for each `epoll_wait` error reported since
+    /// the last call. `process.on('warning')` and `--no-warnings` apply.
+    pub fn report_wait_errors(&self, env: &Env) {
+        let errors = mem::take(&mut *lock(&self.wait_errors));
+        for errno in errors {
+            let message = format!(
+                "epoll_wait failed: {errno:?} ({}); the completion port's worker thread keeps waiting",
+                completion_port_core::describe_errno(errno)
+            );
+            if emit_warning(env, &message).is_err() {
+                eprintln!("completion-port: {message}");
+            }
+        }
+    }
+}
+
+impl Listener for Notifier {
+    fn events_queued(&self) {
+        self.wake_javascript();
+    }
+
+    fn wait_failed(&self, errno: Errno) {
+        lock(&self.wait_errors).push(errno);
+        self.wake_javascript();
+    }
+}
+
+fn emit_warning(env: &Env, message: &str) -> Result<()> {
+    let process: Object = env.get_global()?.get_named_property("process")?;
+    let emit: Function<'_, FnArgs<(&str, &str)>, Unknown<'_>> =
+        process.get_named_property("emitWarning")?;
+    emit.call(FnArgs::from((message, "CompletionPortWarning")))?;
+    Ok(())
+}
