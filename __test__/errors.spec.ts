@@ -39,6 +39,8 @@ const epoll = {
   create1: libcHandle.func('epoll_create1', 'int', ['int']),
   ctl: libcHandle.func('epoll_ctl', 'int', ['int', 'int', 'int', 'void *']),
 }
+/** strerror(3): the C library's description of an errno. */
+const strerror: (errno: number) => string = libcHandle.func('strerror', 'const char *', ['int'])
 
 interface ErrorWithCode extends Error {
   code?: string
@@ -131,6 +133,27 @@ for (const [name, events, errorType] of invalidEvents) {
   })
 }
 
+for (const [name, events] of [
+  ['0xffffffff', 0xffffffff],
+  ['EPOLLEXCLUSIVE | 0x8000', EPOLLEXCLUSIVE | 0x8000],
+] as const) {
+  test(`add names unknown bits of ${name}`, (t) => {
+    const port = createPort(t)
+    const fds = new Descriptors(t)
+    const [local] = fds.socketpair()
+    const known = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP | EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE
+    const unknown = (events & ~known) >>> 0
+
+    const error = t.throws(() => port.add(local, events, () => {}), { instanceOf: RangeError })
+
+    const message = error?.message ?? ''
+    t.regex(message, /unknown bits/)
+    t.true(showsValue(message, unknown), `the message shows the unknown bits 0x${unknown.toString(16)}: ${message}`)
+    t.false(message.includes('EPOLLEXCLUSIVE'), `the unknown bits are reported, not EPOLLEXCLUSIVE: ${message}`)
+    t.is(port.pendingCount, 0)
+  })
+}
+
 test('add accepts EPOLLET combined with |', async (t) => {
   const port = createPort(t)
   const fds = new Descriptors(t)
@@ -188,6 +211,10 @@ test('add reports EBADF for closed fd', async (t) => {
   t.is(error?.errno, -osConstants.errno.EBADF, 'errno is negative, as in Node system errors')
   t.is(error?.syscall, 'epoll_ctl')
   t.true(error?.message.includes(String(local)), `the message names fd ${local}: ${error?.message}`)
+  t.true(
+    error?.message.includes(strerror(osConstants.errno.EBADF)),
+    `the message uses the C library text "${strerror(osConstants.errno.EBADF)}": ${error?.message}`,
+  )
   t.is(port.pendingCount, 0)
   await roundTrip(port)
   t.is(recorder.calls.length, 0, 'a failed add never calls back')
@@ -254,6 +281,10 @@ test.serial('add reports ELOOP for epoll cycle', async (t) => {
 
   t.is(error?.code, 'ELOOP')
   t.is(error?.syscall, 'epoll_ctl')
+  t.true(
+    error?.message.includes(strerror(osConstants.errno.ELOOP)),
+    `the message uses the C library text "${strerror(osConstants.errno.ELOOP)}": ${error?.message}`,
+  )
   await roundTrip(port)
   t.is(recorder.calls.length, 0)
 })

@@ -245,6 +245,20 @@ export function anonInodeDescriptors(): string[] {
   return found.sort()
 }
 
+/**
+ * Creates a port and returns it with its epoll fd, the one epoll descriptor
+ * that appeared in /proc/self/fd. Throws if none or several appeared.
+ */
+export function createPortWithEpollFd(): { port: CompletionPort; epollFd: number } {
+  const before = new Set(anonInodeDescriptors())
+  const port = new CompletionPort()
+  const opened = anonInodeDescriptors().filter((entry) => !before.has(entry) && entry.endsWith('[eventpoll]'))
+  if (opened.length !== 1) {
+    throw new Error(`expected the new port to open one epoll fd, found: ${opened.join(', ') || 'none'}`)
+  }
+  return { port, epollFd: Number(opened[0].split(' ')[0]) }
+}
+
 /** Polls `condition` every 20 ms until it returns true or the hang deadline passes. Returns the last result. */
 export async function eventually(condition: () => boolean, ms = HANG_DEADLINE_MS): Promise<boolean> {
   const deadline = Date.now() + ms
@@ -268,12 +282,17 @@ export interface FixtureResult {
 const FIXTURE_DEADLINE_MS = 15_000 * DEADLINE_SCALE
 
 /**
- * Runs `__test__/fixtures/<name>` in a new Node process with tsx loaded, and
- * kills it if it is still running after the deadline.
+ * Runs `__test__/fixtures/<name>` in a new Node process, with tsx loaded
+ * unless `tsx` is false, and kills it if it is still running after the
+ * deadline.
  */
-export function runFixture(name: string, options: { args?: string[]; nodeOptions?: string[] } = {}): Promise<FixtureResult> {
+export function runFixture(
+  name: string,
+  options: { args?: string[]; nodeOptions?: string[]; tsx?: boolean } = {},
+): Promise<FixtureResult> {
   const script = join(__dirname, 'fixtures', name)
-  const nodeArguments = ['--import=tsx', ...(options.nodeOptions ?? []), script, ...(options.args ?? [])]
+  const loader = options.tsx === false ? [] : ['--import=tsx']
+  const nodeArguments = [...loader, ...(options.nodeOptions ?? []), script, ...(options.args ?? [])]
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, nodeArguments, {
       cwd: join(__dirname, '..'),

@@ -3,7 +3,7 @@
 
 import test from 'ava'
 
-import { CompletionPort, CompletionPortEpollAction as Action, EPOLLIN, EPOLLRDHUP } from '..'
+import { CompletionPort, CompletionPortEpollAction as Action, EPOLLIN, EPOLLOUT, EPOLLRDHUP } from '..'
 import * as libc from '../examples/libc'
 import { blockThread, createPort, delay, Descriptors, Recorder, roundTrip, withDeadline } from './helpers'
 
@@ -171,6 +171,103 @@ test('cancel drops events already picked up', async (t) => {
 
   t.is(completion.action, Action.ABANDONED)
   t.is(recorder.calls.length, 1)
+})
+
+test('remove in callback abandons rest of batch', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [removed] = fds.socketpair()
+  const [other] = fds.socketpair()
+  const recorders = [new Recorder(), new Recorder()]
+  const bystander = new Recorder()
+  const order: string[] = []
+  let remover: number | undefined
+
+  // One event completes both registrations on `removed`, so they are always
+  // in the same batch. The first of them to run removes the fd.
+  recorders.forEach((recorder, index) => {
+    port.add(removed, EPOLLOUT, (action, events) => {
+      recorder.callback(action, events)
+      order.push(`registration ${index}`)
+      if (remover === undefined) {
+        remover = index
+        port.remove(removed)
+        order.push('remove')
+      }
+    })
+  })
+  port.add(other, EPOLLOUT, (action, events) => {
+    bystander.callback(action, events)
+    order.push('other fd')
+  })
+  // Socket pairs are writable at once, so the worker collects both fds while JS is blocked.
+  blockThread()
+  for (const recorder of [...recorders, bystander]) {
+    await recorder.first()
+  }
+  await roundTrip(port)
+
+  if (remover === undefined) {
+    t.fail('no callback ran')
+    return
+  }
+  t.is(recorders[remover].calls[0].action, Action.EPOLLOUT)
+  t.is(recorders[1 - remover].calls[0].action, Action.ABANDONED, 'the completion after remove is abandoned')
+  t.is(recorders[1 - remover].calls[0].events, 0)
+  t.true(order.indexOf('other fd') > order.indexOf('remove'), `the other fd came later in the batch: ${order.join(', ')}`)
+  t.is(bystander.calls[0].action, Action.EPOLLOUT, 'remove leaves other fds of the batch alone')
+  for (const recorder of [...recorders, bystander]) {
+    t.is(recorder.calls.length, 1)
+  }
+  t.is(port.pendingCount, 0)
+})
+
+test('cancel in callback abandons later completion', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [local] = fds.socketpair()
+  const [other] = fds.socketpair()
+  const recorders = [new Recorder(), new Recorder()]
+  const bystander = new Recorder()
+  const ids: number[] = []
+  let canceller: number | undefined
+  let firstCancel: boolean | undefined
+  let secondCancel: boolean | undefined
+
+  // One event completes both registrations on `local`, so they are always in
+  // the same batch. The first of them to run cancels the other.
+  recorders.forEach((recorder, index) => {
+    const id = port.add(local, EPOLLOUT, (action, events) => {
+      recorder.callback(action, events)
+      if (canceller === undefined) {
+        canceller = index
+        firstCancel = port.cancel(ids[1 - index])
+        secondCancel = port.cancel(ids[1 - index])
+      }
+    })
+    ids.push(id)
+  })
+  port.add(other, EPOLLOUT, bystander.callback)
+  blockThread()
+  for (const recorder of [...recorders, bystander]) {
+    await recorder.first()
+  }
+  await roundTrip(port)
+
+  if (canceller === undefined) {
+    t.fail('no callback ran')
+    return
+  }
+  t.true(firstCancel, 'cancel finds the completion whose callback has not run')
+  t.false(secondCancel, 'a second cancel finds it abandoned')
+  t.is(recorders[canceller].calls[0].action, Action.EPOLLOUT)
+  t.is(recorders[1 - canceller].calls[0].action, Action.ABANDONED)
+  t.is(recorders[1 - canceller].calls[0].events, 0)
+  t.is(bystander.calls[0].action, Action.EPOLLOUT)
+  for (const recorder of [...recorders, bystander]) {
+    t.is(recorder.calls.length, 1)
+  }
+  t.is(port.pendingCount, 0)
 })
 
 test.serial('reused fd number abandons stale registration', async (t) => {
@@ -382,6 +479,45 @@ test('decRef inside a callback closes port', async (t) => {
   }
   const actions = recorders.map((recorder) => recorder.calls[0].action)
   t.true(actions.includes(Action.EPOLLIN), 'the callback that closed the port got EPOLLIN')
+})
+
+test('last decRef in callback abandons rest of batch', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [local] = fds.socketpair()
+  const [other] = fds.socketpair()
+  const registrations = [
+    { name: 'local 0', fd: local, recorder: new Recorder() },
+    { name: 'local 1', fd: local, recorder: new Recorder() },
+    { name: 'other fd', fd: other, recorder: new Recorder() },
+  ]
+  const calls: Array<{ name: string; action: Action; events: number }> = []
+
+  // One event completes both registrations on `local`, so at least one
+  // completion follows the first callback in its batch.
+  for (const { name, fd, recorder } of registrations) {
+    port.add(fd, EPOLLOUT, (action, events) => {
+      recorder.callback(action, events)
+      calls.push({ name, action, events })
+      if (!port.closed) {
+        port.decRef()
+      }
+    })
+  }
+  blockThread()
+  for (const { recorder } of registrations) {
+    await recorder.first()
+  }
+  await delay(200)
+
+  t.true(port.closed)
+  t.is(calls.length, 3, `each registration is called once: ${JSON.stringify(calls)}`)
+  t.is(calls[0].action, Action.EPOLLOUT, 'the callback that closed the port got EPOLLOUT')
+  for (const call of calls.slice(1)) {
+    t.is(call.action, Action.ABANDONED, `${call.name} ran after the last decRef`)
+    t.is(call.events, 0)
+  }
+  t.is(port.pendingCount, 0)
 })
 
 test('decRef returns within 1 s', async (t) => {

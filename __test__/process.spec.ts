@@ -1,10 +1,14 @@
 // Process-level behaviour, each case in its own Node process: what keeps the
-// process alive, collection of unreachable ports, and callbacks that throw.
+// process alive, collection of unreachable ports, callbacks that throw,
+// epoll_wait failures and loading the module from an ES module.
 
 import test from 'ava'
 
 import { CompletionPortEpollAction as Action, EPOLLIN } from '..'
 import { lastJsonLine, runFixture } from './helpers'
+
+// The module's own exports object, without the `default` that ES interop adds.
+import completionPort = require('..')
 
 test('pending registration keeps process alive', async (t) => {
   const result = await runFixture('keep-alive.ts')
@@ -68,4 +72,50 @@ test('throwing callback without handler ends process', async (t) => {
   t.false(result.timedOut)
   t.is(result.code, 1)
   t.regex(result.stderr, /callback failed/)
+})
+
+test('failed add on reused fd lets process exit', async (t) => {
+  const result = await runFixture('failed-add-reused-fd.ts')
+
+  t.false(result.timedOut, 'the process exited by itself')
+  t.is(result.code, 0, result.stderr)
+  const output = lastJsonLine(result)
+  const addError = output.addError as { code?: string; syscall?: string } | null
+  t.is(addError?.code, 'ELOOP', 'the add on the reused fd number failed')
+  t.is(addError?.syscall, 'epoll_ctl')
+  t.deepEqual(output.staleActions, [Action.ABANDONED], 'the stale registration got ABANDONED once')
+  t.is(output.newCalls, 0, 'the failed add never called back')
+  t.is(output.pendingCount, 0)
+})
+
+test('epoll_wait failure emits one warning', async (t) => {
+  const result = await runFixture('epoll-wait-failure.ts')
+
+  t.false(result.timedOut)
+  t.is(result.code, 0, result.stderr)
+  const output = lastJsonLine(result)
+  t.true(output.reported, 'a warning came within the hang deadline')
+  const warnings = (output.warnings as Array<{ name: string; message: string }>).filter(
+    (warning) => warning.name === 'CompletionPortWarning',
+  )
+  t.is(warnings.length, 1, `one warning for repeated failures: ${JSON.stringify(warnings)}`)
+  t.regex(warnings[0]?.message ?? '', /\bepoll_wait\b/)
+  t.regex(warnings[0]?.message ?? '', /\bEBADF\b/)
+  t.regex(warnings[0]?.message ?? '', /Bad file descriptor/, 'the message uses the C library text for EBADF')
+  t.false(output.portClosed, 'the failure does not close the port')
+})
+
+test('ES module imports every export by name', async (t) => {
+  const result = await runFixture('esm-import.mjs', { tsx: false })
+
+  t.false(result.timedOut)
+  t.is(result.code, 0, result.stderr)
+  const imported = lastJsonLine(result) as Record<string, { type: string; value: number | null }>
+  for (const [name, value] of Object.entries(completionPort)) {
+    t.is(imported[name]?.type, typeof value, `${name} has the type it has through require`)
+    if (typeof value === 'number') {
+      t.is(imported[name]?.value, value, `${name} has the value it has through require`)
+    }
+  }
+  t.is(Object.keys(imported).length, Object.keys(completionPort).length, 'the fixture imports every export')
 })
