@@ -113,8 +113,8 @@ fn readable_pairs(count: usize) -> Vec<(UnixStream, UnixStream)> {
         .collect()
 }
 
-/// Completions per second with `fd_count` fds kept readable, every completion
-/// re-adding its registration.
+/// Measures completions per second with `fd_count` fds kept readable, every
+/// completion re-adding its registration, and returns them as JSON.
 fn throughput(fd_count: usize, seconds: f64) -> String {
     let pairs = readable_pairs(fd_count);
     let mut port = OwnedPort::new();
@@ -160,8 +160,8 @@ fn throughput(fd_count: usize, seconds: f64) -> String {
     )
 }
 
-/// One byte bounced between the two ends of a socketpair. Returns the
-/// round-trip times in microseconds, sorted.
+/// Bounces one byte between the two ends of a socketpair and returns the
+/// p50 and p99 round-trip times in microseconds, as JSON.
 fn ping_pong(round_trips: usize) -> String {
     let (mut left, mut right) = UnixStream::pair().expect("failed to create a socketpair");
     left.set_nonblocking(true)
@@ -226,8 +226,8 @@ fn percentile(samples: &[f64], fraction: f64) -> f64 {
     samples[rank.clamp(1, samples.len()) - 1]
 }
 
-/// RSS growth over `cycles` add/complete cycles on `RSS_FDS` readable fds,
-/// measured after `RSS_WARM_UP_CYCLES` cycles.
+/// Measures RSS growth over `cycles` add/complete cycles on `RSS_FDS`
+/// readable fds, after `RSS_WARM_UP_CYCLES` cycles, and returns it as JSON.
 fn rss_growth(cycles: u64) -> String {
     let pairs = readable_pairs(RSS_FDS);
     let mut port = OwnedPort::new();
@@ -263,7 +263,7 @@ fn rss_growth(cycles: u64) -> String {
     )
 }
 
-/// The resident set size of this process, from `/proc/self/status`.
+/// Returns the resident set size of this process, from `/proc/self/status`.
 fn rss_bytes() -> u64 {
     let status = fs::read_to_string("/proc/self/status").expect("failed to read /proc/self/status");
     let kilobytes = status
