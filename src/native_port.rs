@@ -2,10 +2,11 @@
 //! threadsafe function that hands completions to JavaScript.
 //!
 //! Completions cross to JavaScript as one `Float64Array` per batch, four
-//! numbers per completion: registration id, action, event mask and fd. The worker
-//! thread never builds them: it queues raw events and calls the threadsafe
-//! function, whose callback takes the completions on the JavaScript thread
-//! and passes the batch to the dispatch function given to the constructor.
+//! numbers per completion: registration id, action, event mask and fd. The
+//! worker thread never builds them: it queues raw events and calls the
+//! threadsafe function, whose callback takes the completions on the
+//! JavaScript thread and passes the batch to the dispatch function given to
+//! the constructor.
 
 use std::sync::{Arc, Mutex};
 
@@ -25,8 +26,8 @@ use crate::sync::lock;
 use crate::system_error::{throw_error, throw_system_error, ErrorKind};
 
 /// Calls the JavaScript dispatch function with one batch. It starts
-/// unreferenced (`Weak`), so it keeps the event loop alive only while
-/// registrations are pending.
+/// unreferenced (`Weak`), and `update_keep_alive` references it only while
+/// registrations are pending or completions wait to be taken.
 pub type DispatchFunction =
     ThreadsafeFunction<(), Unknown<'static>, Float64Array, Status, false, true>;
 
