@@ -49,7 +49,16 @@ class CompletionPort {
     // holds it for as long as the port is open, and a path back here would
     // keep an idle port from being collected. `state.owner` makes that path
     // only while callbacks are pending.
-    const state = { callbacks: new Map(), owner: null, drainScheduled: false, batch: null, next: 0 }
+    const state = {
+      callbacks: new Map(),
+      owner: null,
+      drainScheduled: false,
+      // The batch being delivered, the offset of its next completion, and
+      // an index of its offsets by fd and by id, built on first use.
+      batch: null,
+      next: 0,
+      batchIndex: null,
+    }
     this.#state = state
     this.#native = new native.NativePort((batch) => deliver(state, batch))
   }
@@ -78,7 +87,7 @@ class CompletionPort {
       this.#scheduleDrain()
       return true
     }
-    return abandonInBatch(this.#state, (batch, offset) => batch[offset] === id) > 0
+    return abandonIdInBatch(this.#state, id)
   }
 
   remove(fd) {
@@ -86,7 +95,7 @@ class CompletionPort {
     if (this.#native.remove(fd)) {
       this.#scheduleDrain()
     }
-    abandonInBatch(this.#state, (batch, offset) => batch[offset + BATCH_FD] === fd)
+    abandonFdInBatch(this.#state, fd)
   }
 
   incRef() {
@@ -98,7 +107,7 @@ class CompletionPort {
       this.#scheduleDrain()
     }
     if (this.#native.closed) {
-      abandonInBatch(this.#state, () => true)
+      abandonRestOfBatch(this.#state)
     }
   }
 
@@ -144,8 +153,9 @@ class CompletionPort {
  */
 function deliver(state, batch) {
   const { callbacks } = state
-  const outer = { batch: state.batch, next: state.next }
+  const outer = { batch: state.batch, next: state.next, batchIndex: state.batchIndex }
   state.batch = batch
+  state.batchIndex = null
   try {
     for (let offset = 0; offset < batch.length; offset += BATCH_STRIDE) {
       state.next = offset + BATCH_STRIDE
@@ -164,33 +174,85 @@ function deliver(state, batch) {
   } finally {
     state.batch = outer.batch
     state.next = outer.next
+    state.batchIndex = outer.batchIndex
   }
   if (callbacks.size === 0) {
     state.owner = null
   }
 }
 
-/**
- * Turns the completions of the batch being delivered that `matches` selects,
- * and whose callbacks have not run yet, into ABANDONED. The native port
- * decided them when it handed over the batch, so a remove, cancel or last
- * decRef made by an earlier callback of the same batch must override them
- * here. Returns how many changed.
- */
-function abandonInBatch(state, matches) {
-  const { batch } = state
-  if (batch === null) {
-    return 0
+// A remove, cancel or last decRef made by a callback must override the
+// completions later in the same batch: the native port decided them when it
+// handed over the batch. The functions below turn those into ABANDONED in
+// place, and each returns whether it changed any.
+
+function abandonFdInBatch(state, fd) {
+  const offsets = indexBatch(state)?.byFd.get(fd)
+  if (offsets === undefined) {
+    return false
   }
-  let changed = 0
-  for (let offset = state.next; offset < batch.length; offset += BATCH_STRIDE) {
-    if (batch[offset + BATCH_ACTION] !== ABANDONED && matches(batch, offset)) {
-      batch[offset + BATCH_ACTION] = ABANDONED
-      batch[offset + BATCH_EVENTS] = 0
-      changed += 1
-    }
+  // Later removes of this fd number concern new registrations, which are
+  // not in this batch.
+  state.batchIndex.byFd.delete(fd)
+  let changed = false
+  for (const offset of offsets) {
+    changed = abandonAt(state, offset) || changed
   }
   return changed
+}
+
+function abandonIdInBatch(state, id) {
+  const offset = indexBatch(state)?.byId.get(id)
+  return offset !== undefined && abandonAt(state, offset)
+}
+
+function abandonRestOfBatch(state) {
+  const { batch } = state
+  if (batch === null) {
+    return
+  }
+  for (let offset = state.next; offset < batch.length; offset += BATCH_STRIDE) {
+    abandonAt(state, offset)
+  }
+}
+
+/** Abandons the completion at `offset` unless its callback already ran or it is abandoned. */
+function abandonAt(state, offset) {
+  const { batch } = state
+  if (offset < state.next || batch[offset + BATCH_ACTION] === ABANDONED) {
+    return false
+  }
+  batch[offset + BATCH_ACTION] = ABANDONED
+  batch[offset + BATCH_EVENTS] = 0
+  return true
+}
+
+/**
+ * Returns the offsets of the undelivered completions of the batch being
+ * delivered, by fd and by id, or null outside a batch. Built once per batch,
+ * so callbacks that each remove their own fd cost linear time in all.
+ */
+function indexBatch(state) {
+  const { batch } = state
+  if (batch === null) {
+    return null
+  }
+  if (state.batchIndex === null) {
+    const byFd = new Map()
+    const byId = new Map()
+    for (let offset = state.next; offset < batch.length; offset += BATCH_STRIDE) {
+      byId.set(batch[offset], offset)
+      const fd = batch[offset + BATCH_FD]
+      const offsets = byFd.get(fd)
+      if (offsets === undefined) {
+        byFd.set(fd, [offset])
+      } else {
+        offsets.push(offset)
+      }
+    }
+    state.batchIndex = { byFd, byId }
+  }
+  return state.batchIndex
 }
 
 function rethrow(error) {
