@@ -28,7 +28,7 @@ function loadBinding() {
     throw new Error(
       `completion-port has no prebuilt binary for ${platformName}. ` +
         'Supported: linux-x64-gnu and linux-arm64-gnu. To build from source, clone the ' +
-        'repository and run `npm ci && npm run build` (needs Rust 1.80 or newer).',
+        'repository and run `npm ci && npm run build` (needs Rust 1.88 or newer).',
     )
   }
   if (isMusl()) {
