@@ -124,6 +124,7 @@ impl Registry {
 
     /// Abandons one pending registration and narrows the fd's epoll interest
     /// to the registrations left. Returns false if `id` is not pending.
+    /// Costs time linear in the registrations on the same fd.
     pub fn cancel(
         &mut self,
         epoll: &Epoll,

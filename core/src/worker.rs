@@ -163,6 +163,10 @@ fn run(shared: &Shared, listener: &dyn Listener) {
             Ok(count) => count,
             Err(Errno::EINTR) => continue,
             Err(errno) => {
+                // NOTE: this happens if the application closes the epoll fd
+                // behind the port's back. The port never recovers, and
+                // dropping it closes that fd number again, which may name
+                // another file by then.
                 if last_error != Some(errno) {
                     last_error = Some(errno);
                     listener.wait_failed(errno);
