@@ -244,11 +244,6 @@ impl NativePort {
     }
 
     #[napi(getter)]
-    pub fn pending_count(&self) -> u32 {
-        lock(&self.state).port.pending_count() as u32
-    }
-
-    #[napi(getter)]
     pub fn closed(&self) -> bool {
         lock(&self.state).port.is_closed()
     }
