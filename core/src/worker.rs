@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -98,10 +98,17 @@ impl Worker {
             queue: Mutex::new(Vec::new()),
         });
         let thread_shared = Arc::clone(&shared);
+        let (started, wait_started) = mpsc::sync_channel(1);
         let thread = thread::Builder::new()
             .name(WORKER_THREAD_NAME.to_owned())
-            .spawn(move || run(&thread_shared, listener.as_ref()))
+            .spawn(move || {
+                let _ = started.send(());
+                run(&thread_shared, listener.as_ref());
+            })
             .map_err(|error| SystemError::from_io("pthread_create", &error))?;
+        // The thread names itself once it runs. Waiting for that makes the
+        // name visible in /proc as soon as the port exists.
+        let _ = wait_started.recv();
 
         Ok(Self {
             shared,

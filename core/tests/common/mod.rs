@@ -127,12 +127,3 @@ pub fn list_fds() -> Vec<RawFd> {
         .filter(|fd| fs::read_link(format!("/proc/self/fd/{fd}")).is_ok())
         .collect()
 }
-
-/// Waits until `condition` holds, panicking after the deadline.
-pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
