@@ -14,10 +14,8 @@ use completion_port_core::{
     AddError, Completion, CompletionPort, Listener, RegistrationId, SystemError,
 };
 use napi::bindgen_prelude::{Float64Array, Function, ObjectFinalize, Result, Status, Unknown};
-use napi::threadsafe_function::{
-    ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
-};
-use napi::{sys, Env};
+use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction};
+use napi::Env;
 use napi_derive::napi;
 
 use crate::cleanup_hook::CleanupHook;
@@ -38,16 +36,17 @@ const BATCH_STRIDE: usize = 4;
 const CLOSED_CODE: &str = "ERR_COMPLETION_PORT_CLOSED";
 
 /// Everything the class and the threadsafe function's callback share. Only
-/// the JavaScript thread locks it; the worker thread never does, so closing
-/// the port while holding the lock cannot deadlock with the worker.
+/// the JavaScript thread locks it: the worker thread reaches JavaScript
+/// through the notifier alone, so closing the port while holding the lock
+/// cannot deadlock with the worker.
 pub struct PortState {
     port: CompletionPort,
-    /// `None` once the port is closed. The callback of this function holds
-    /// the state, so dropping it here breaks that cycle.
-    dispatch: Option<Arc<DispatchFunction>>,
-    /// Whether `dispatch` currently keeps the event loop alive.
-    referenced: bool,
+    /// Owner of the dispatch function, shared with the worker thread.
     notifier: Arc<Notifier>,
+    /// Whether the dispatch function currently keeps the event loop alive.
+    referenced: bool,
+    /// Reused buffer for the completions of one batch.
+    completions: Vec<Completion>,
 }
 
 pub type SharedState = Arc<Mutex<PortState>>;
@@ -55,34 +54,21 @@ pub type SharedState = Arc<Mutex<PortState>>;
 impl PortState {
     /// Takes every decided completion as a batch for JavaScript.
     fn take_batch(&mut self, env: &Env) -> Float64Array {
-        let mut completions = Vec::new();
-        self.port.take_completions(&mut completions);
+        self.port.take_completions(&mut self.completions);
+        let batch = encode_batch(&self.completions);
+        self.completions.clear();
         self.update_keep_alive(env);
-        Float64Array::new(encode_batch(&completions))
+        Float64Array::new(batch)
     }
 
     /// References the threadsafe function while registrations are pending or
     /// completions wait to be taken, so that they keep the process alive,
     /// and unreferences it otherwise.
     fn update_keep_alive(&mut self, env: &Env) {
-        let Some(dispatch) = &self.dispatch else {
-            return;
-        };
         let should_reference = self.port.pending_count() > 0 || self.port.has_ready_completions();
-        if should_reference == self.referenced {
-            return;
-        }
-        // SAFETY: `env` is the environment that created the threadsafe
-        // function, and this runs on its JavaScript thread. The function is
-        // not released while `self.dispatch` holds it.
-        let status = unsafe {
-            if should_reference {
-                sys::napi_ref_threadsafe_function(env.raw(), dispatch.raw())
-            } else {
-                sys::napi_unref_threadsafe_function(env.raw(), dispatch.raw())
-            }
-        };
-        if status == sys::Status::napi_ok {
+        if should_reference != self.referenced
+            && self.notifier.set_referenced(env, should_reference)
+        {
             self.referenced = should_reference;
         }
     }
@@ -92,7 +78,6 @@ impl PortState {
     pub fn close(&mut self) {
         self.port.close();
         self.notifier.set_dispatch(None);
-        self.dispatch = None;
         self.referenced = false;
     }
 }
@@ -130,30 +115,27 @@ impl NativePort {
 
         let state = Arc::new(Mutex::new(PortState {
             port,
-            dispatch: None,
-            referenced: false,
             notifier: Arc::clone(&notifier),
+            referenced: false,
+            completions: Vec::new(),
         }));
         let callback_state = Arc::clone(&state);
-        let dispatch: Arc<DispatchFunction> = Arc::new(
-            dispatch
-                .build_threadsafe_function::<()>()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build_callback(move |context: ThreadsafeCallContext<()>| {
-                    let mut state = lock(&callback_state);
-                    let batch = state.take_batch(&context.env);
-                    let notifier = Arc::clone(&state.notifier);
-                    drop(state);
-                    notifier.report_wait_errors(&context.env);
-                    Ok(batch)
-                })?,
-        );
+        let dispatch: DispatchFunction = dispatch
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(move |context: ThreadsafeCallContext<()>| {
+                let mut state = lock(&callback_state);
+                let batch = state.take_batch(&context.env);
+                let notifier = Arc::clone(&state.notifier);
+                drop(state);
+                notifier.report_wait_errors(&context.env);
+                Ok(batch)
+            })?;
 
         // No event can be queued before the first add, so the notifier gets
         // its function before the worker could need it.
-        notifier.set_dispatch(Some(Arc::clone(&dispatch)));
-        lock(&state).dispatch = Some(dispatch);
+        notifier.set_dispatch(Some(dispatch));
 
         let cleanup_hook = CleanupHook::add(&env, &state)?;
 
@@ -175,9 +157,7 @@ impl NativePort {
         // same fd number, even if it then failed: deliver them through the
         // dispatch function, which stays referenced until they are taken.
         if !had_ready && state.port.has_ready_completions() {
-            if let Some(dispatch) = &state.dispatch {
-                dispatch.call((), ThreadsafeFunctionCallMode::NonBlocking);
-            }
+            state.notifier.wake_javascript();
         }
         drop(state);
 

@@ -3,12 +3,12 @@
 //! warnings.
 
 use std::mem;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use completion_port_core::Listener;
 use napi::bindgen_prelude::{FnArgs, Function, JsObjectValue, Object, Result, Unknown};
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
-use napi::Env;
+use napi::{sys, Env};
 use nix::errno::Errno;
 
 use crate::native_port::DispatchFunction;
@@ -18,24 +18,46 @@ use crate::sync::lock;
 /// `epoll_wait` failed.
 #[derive(Default)]
 pub struct Notifier {
-    /// Cleared when the port closes, because the threadsafe function's
-    /// callback holds this notifier.
-    dispatch: Mutex<Option<Arc<DispatchFunction>>>,
+    /// The only owner of the dispatch function. Cleared when the port
+    /// closes, because the function's callback keeps this notifier alive.
+    dispatch: Mutex<Option<DispatchFunction>>,
     /// `epoll_wait` errors not yet reported as process warnings.
     wait_errors: Mutex<Vec<Errno>>,
 }
 
 impl Notifier {
-    pub fn set_dispatch(&self, dispatch: Option<Arc<DispatchFunction>>) {
+    pub fn set_dispatch(&self, dispatch: Option<DispatchFunction>) {
         *lock(&self.dispatch) = dispatch;
     }
 
-    fn wake_javascript(&self) {
+    /// Queues a call of the dispatch function, from any thread.
+    pub fn wake_javascript(&self) {
         if let Some(dispatch) = lock(&self.dispatch).as_ref() {
             // Non-blocking: the queue is unbounded, and `Closing` only means
             // the environment is shutting down, when nothing is left to do.
             dispatch.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }
+    }
+
+    /// References or unreferences the dispatch function, so that it keeps
+    /// the event loop alive or not. Returns false if that failed or the port
+    /// is closed.
+    pub fn set_referenced(&self, env: &Env, referenced: bool) -> bool {
+        let dispatch = lock(&self.dispatch);
+        let Some(dispatch) = dispatch.as_ref() else {
+            return false;
+        };
+        // SAFETY: `env` is the environment that created the threadsafe
+        // function, and this runs on its JavaScript thread. The function is
+        // not released while the lock on `self.dispatch` is held.
+        let status = unsafe {
+            if referenced {
+                sys::napi_ref_threadsafe_function(env.raw(), dispatch.raw())
+            } else {
+                sys::napi_unref_threadsafe_function(env.raw(), dispatch.raw())
+            }
+        };
+        status == sys::Status::napi_ok
     }
 
     /// Emits a process warning for each `epoll_wait` error reported since

@@ -95,8 +95,9 @@ impl Registry {
         if let Some(entry) = self.fds.get_mut(&fd) {
             match modify(epoll, fd, entry.interest() | interest, entry.token) {
                 Ok(()) => {
-                    let id = self.next_id();
-                    self.attach(fd, id, interest);
+                    let id = next_id(&mut self.last_id);
+                    entry.registrations.push(Registration { id, interest });
+                    self.fd_by_id.insert(id, fd);
                     return Ok(id);
                 }
                 Err(Errno::ENOENT) => self.abandon_fd(fd, abandoned),
@@ -110,15 +111,15 @@ impl Registry {
             Err(Errno::ENOENT) => ctl_add(epoll, fd, interest, token)?,
             Err(errno) => return Err(errno),
         }
+        let id = next_id(&mut self.last_id);
         self.fds.insert(
             fd,
             FdEntry {
                 token,
-                registrations: Vec::with_capacity(1),
+                registrations: vec![Registration { id, interest }],
             },
         );
-        let id = self.next_id();
-        self.attach(fd, id, interest);
+        self.fd_by_id.insert(id, fd);
         Ok(id)
     }
 
@@ -218,23 +219,12 @@ impl Registry {
         }
     }
 
-    fn next_id(&mut self) -> RegistrationId {
-        self.last_id += 1;
-        self.last_id
-    }
-
     fn next_token(&mut self, fd: RawFd) -> u64 {
         // NOTE: generations wrap after 2^32 new entries. An event would have
         // to stay queued across all of them on the same fd number to match a
         // later entry.
         self.last_generation = self.last_generation.wrapping_add(1);
         (u64::from(self.last_generation) << 32) | u64::from(fd as u32)
-    }
-
-    fn attach(&mut self, fd: RawFd, id: RegistrationId, interest: u32) {
-        let entry = self.fds.get_mut(&fd).expect("attach follows an fd entry");
-        entry.registrations.push(Registration { id, interest });
-        self.fd_by_id.insert(id, fd);
     }
 
     fn abandon_fd(&mut self, fd: RawFd, abandoned: &mut Vec<Completion>) {
@@ -248,11 +238,18 @@ impl Registry {
     }
 }
 
-/// Every registration is one-shot: the kernel disarms the entry after it
-/// reports an event, so a level-triggered fd cannot make the worker spin.
+/// Builds the epoll event for `interest`, always one-shot: the kernel
+/// disarms the entry after it reports an event, so a level-triggered fd
+/// cannot make the worker spin.
 fn armed_event(interest: u32, token: u64) -> EpollEvent {
     let flags = EpollFlags::from_bits_retain(interest as i32) | EpollFlags::EPOLLONESHOT;
     EpollEvent::new(flags, token)
+}
+
+/// Returns the next registration id. Ids start at 1.
+fn next_id(last_id: &mut RegistrationId) -> RegistrationId {
+    *last_id += 1;
+    *last_id
 }
 
 fn modify(epoll: &Epoll, fd: RawFd, interest: u32, token: u64) -> Result<(), Errno> {
