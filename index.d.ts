@@ -153,10 +153,10 @@ export declare function completionPortDecRef(port: CompletionPort | null | undef
 /**
  * `port.add(socket, epollOp, ...)` with C-style status codes.
  *
- * @returns 0 on success; otherwise the errno of the failed `epoll_ctl`, or
- *   EINVAL (22) for a null port, `INVALID_SOCKET`, a socket that is not a
- *   non-negative int32, a callback that is not a function, invalid
- *   `epollOp` bits or a closed port. A failed add never calls back.
+ * @returns 0 on success, or else the errno of the failed `epoll_ctl`. It
+ *   returns EINVAL (22) for a null port, `INVALID_SOCKET`, a socket that is
+ *   not a non-negative int32, a callback that is not a function, invalid
+ *   `epollOp` bits and a closed port. A failed add never calls back.
  */
 export declare function completionPortAdd<Context>(
   port: CompletionPort | null | undefined,

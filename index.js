@@ -46,7 +46,7 @@ class CompletionPort {
 
   constructor() {
     // The dispatch function must not reach this object: the native port
-    // holds it for as long as the port is open, and a path back here would
+    // keeps it for as long as the port is open, and a path back here would
     // keep an idle port from being collected. `state.owner` makes that path
     // only while callbacks are pending.
     const state = {
@@ -305,8 +305,8 @@ function describe(value) {
   if (typeof value === 'object') {
     return `an instance of ${value.constructor?.name ?? 'Object'}`
   }
-  const shown = typeof value === 'string' ? `'${value.slice(0, 25)}'` : String(value)
-  return `type ${typeof value} (${shown})`
+  const printed = typeof value === 'string' ? `'${value.slice(0, 25)}'` : String(value)
+  return `type ${typeof value} (${printed})`
 }
 
 // C-shaped functions: the API of completion_port_linux in Azure c-pal, with

@@ -20,7 +20,7 @@ import {
  * Limit for the RSS growth over the measured rounds of
  * fixtures/closed-port-memory.ts. In 58 runs on a 2-core x86-64 VM, 20 of
  * them beside a full ava run, the growth stayed below 3.3 MB. An open port
- * with 5000 registrations holds about 0.3 MB of malloc memory there, and
+ * with 5000 registrations uses about 0.3 MB of malloc memory there, and
  * keeping 0.2 MB per closed port alive (a Buffer standing in for a native
  * leak) made the growth 23 MB.
  */

@@ -525,9 +525,15 @@ function renderTable(rows: Row[]): string {
   ]
   const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => ' --- ').join('|')}|`]
   for (const row of rows) {
-    let status = ''
-    if (row.target !== undefined) {
-      status = row.met === undefined ? 'not measured' : row.met ? 'met' : 'MISSED'
+    let status: string
+    if (row.target === undefined) {
+      status = ''
+    } else if (row.met === undefined) {
+      status = 'not measured'
+    } else if (row.met) {
+      status = 'met'
+    } else {
+      status = 'MISSED'
     }
     const cells = [
       row.workload,

@@ -6,8 +6,8 @@ use nix::errno::Errno;
 
 /// Throws an `Error` with `code` (such as `EBADF`), `errno` (negative, as
 /// Node reports it) and `syscall`, the properties Node sets on its own
-/// system errors. Returns the error by which napi-rs knows that an exception is
-/// already pending.
+/// system errors. Returns the error that marks the exception as already
+/// pending for napi-rs.
 pub fn throw_system_error(env: &Env, syscall: &str, errno: Errno, message: &str) -> Error {
     match create_system_error(env, syscall, errno, message) {
         Ok(error) => match env.throw(error) {

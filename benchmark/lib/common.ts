@@ -70,7 +70,7 @@ export function emit(result: Record<string, unknown>): void {
   console.log(JSON.stringify(result))
 }
 
-/** A missing prerequisite, such as an unbuilt package: its message says what to do, so no stack is printed. */
+/** A missing prerequisite, such as an unbuilt package: its message names the fix, so no stack is printed. */
 export class SetupError extends Error {
   override name = 'SetupError'
 }

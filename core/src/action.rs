@@ -43,7 +43,7 @@ pub enum Action {
     /// `dec_ref`, or the file behind its fd was closed.
     Abandoned = 3,
     /// `EPOLLERR` alone, for example a pipe whose read end closed or a UDP
-    /// socket after an ICMP error. `SO_ERROR` tells the cause.
+    /// socket after an ICMP error. `SO_ERROR` contains the cause.
     Error = 4,
 }
 

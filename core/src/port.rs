@@ -18,7 +18,7 @@ use crate::worker::{Listener, RawEvent, Worker};
 /// The worker thread only collects events. They become completions when the
 /// owner calls [`take_completions`](Self::take_completions), so a `remove` or
 /// `cancel` made before that always wins over readiness that the worker had
-/// already seen. [`Listener::events_queued`] tells the owner when to take.
+/// already seen. [`Listener::events_queued`] signals the owner when to take.
 pub struct CompletionPort {
     /// `None` once the reference count reached 0.
     worker: Option<Worker>,
@@ -44,12 +44,12 @@ impl CompletionPort {
         })
     }
 
-    /// The reference count; 0 once the port is closed.
+    /// Returns the reference count, which is 0 once the port is closed.
     pub fn ref_count(&self) -> usize {
         self.ref_count
     }
 
-    /// Whether the reference count reached 0.
+    /// Returns whether the reference count reached 0.
     pub fn is_closed(&self) -> bool {
         self.worker.is_none()
     }
@@ -60,8 +60,9 @@ impl CompletionPort {
         self.registry.pending_count()
     }
 
-    /// Whether completions are waiting in the port. Events the worker holds
-    /// are not counted: it reports them through [`Listener::events_queued`].
+    /// Returns whether completions are waiting in the port. Events queued by
+    /// the worker are not counted: it reports them through
+    /// [`Listener::events_queued`].
     pub fn has_ready_completions(&self) -> bool {
         !self.ready.is_empty()
     }
@@ -110,7 +111,7 @@ impl CompletionPort {
     /// and change nothing. Several registrations may wait on one fd.
     ///
     /// An earlier registration on the same fd number whose file was closed
-    /// (the kernel no longer knows the entry) is abandoned here.
+    /// (the kernel no longer has the entry) is abandoned here.
     pub fn add(&mut self, fd: RawFd, events: u32) -> Result<RegistrationId, AddError> {
         let interest = validate_events(events)?;
         let Some(worker) = &self.worker else {

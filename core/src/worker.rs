@@ -116,7 +116,7 @@ impl Worker {
         })
     }
 
-    /// The epoll instance that registrations are added to.
+    /// Returns the epoll instance that registrations are added to.
     pub fn epoll(&self) -> &Epoll {
         &self.shared.epoll
     }
