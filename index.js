@@ -45,14 +45,15 @@ class CompletionPort {
   #state
 
   constructor() {
-    // The dispatch function must not reach this object: the native port
-    // keeps it for as long as the port is open, and a path back here would
-    // keep an idle port from being collected. `state.owner` makes that path
-    // only while callbacks are pending.
+    // The dispatch function must not reach the native port strongly: the
+    // native port keeps the function for as long as it is open, and a strong
+    // path back would keep an idle port from being collected. `state.owner`
+    // makes that path only while callbacks are pending.
     const state = {
       callbacks: new Map(),
       owner: null,
-      drainScheduled: false,
+      nativeRef: null,
+      pollScheduled: false,
       // The batch being delivered, the offset of its next completion, and
       // an index of its offsets by fd and by id, built on first use.
       batch: null,
@@ -61,6 +62,7 @@ class CompletionPort {
     }
     this.#state = state
     this.#native = new native.NativePort((batch) => deliver(state, batch))
+    state.nativeRef = new WeakRef(this.#native)
   }
 
   add(fd, events, callback) {
@@ -84,7 +86,7 @@ class CompletionPort {
       throw invalidArgType('id', 'of type number', id)
     }
     if (this.#native.cancel(id)) {
-      this.#scheduleDrain()
+      schedulePoll(this.#state)
       return true
     }
     return abandonIdInBatch(this.#state, id)
@@ -93,7 +95,7 @@ class CompletionPort {
   remove(fd) {
     validateFd('fd', fd)
     if (this.#native.remove(fd)) {
-      this.#scheduleDrain()
+      schedulePoll(this.#state)
     }
     abandonFdInBatch(this.#state, fd)
   }
@@ -104,7 +106,7 @@ class CompletionPort {
 
   decRef() {
     if (this.#native.decRef()) {
-      this.#scheduleDrain()
+      schedulePoll(this.#state)
     }
     if (this.#native.closed) {
       abandonRestOfBatch(this.#state)
@@ -125,24 +127,6 @@ class CompletionPort {
 
   get closed() {
     return this.#native.closed
-  }
-
-  /**
-   * Delivers the completions that remove, cancel or the last decRef queued,
-   * on a later turn of the event loop so that no callback runs inside those
-   * calls.
-   */
-  #scheduleDrain() {
-    const state = this.#state
-    if (state.drainScheduled) {
-      return
-    }
-    state.drainScheduled = true
-    const port = this.#native
-    setImmediate(() => {
-      state.drainScheduled = false
-      deliver(state, port.take())
-    })
   }
 }
 
@@ -178,6 +162,36 @@ function deliver(state, batch) {
   }
   if (callbacks.size === 0) {
     state.owner = null
+  }
+  if (batch.length > 0) {
+    schedulePoll(state)
+  }
+}
+
+/**
+ * Delivers the port's decided completions and the readiness the kernel
+ * reports now, on a later turn of the event loop. Runs after each batch,
+ * because its callbacks often caused more readiness (they wrote, or re-added
+ * an fd that is still readable), and after remove, cancel or the last
+ * decRef, so that no callback runs inside those calls.
+ *
+ * Every batch that is not empty must be followed by a poll: the native port
+ * keeps the worker thread from reporting again until a poll finds nothing.
+ */
+function schedulePoll(state) {
+  if (state.pollScheduled) {
+    return
+  }
+  state.pollScheduled = true
+  setImmediate(pollNow, state)
+}
+
+function pollNow(state) {
+  state.pollScheduled = false
+  // Empty once the native port is collected, which closes it.
+  const port = state.nativeRef.deref()
+  if (port !== undefined) {
+    deliver(state, port.poll())
   }
 }
 

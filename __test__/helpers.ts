@@ -18,6 +18,9 @@ export { delay }
 /** Name of the port's worker thread in /proc/self/task/<tid>/comm. */
 export const WORKER_THREAD_NAME = 'completion-port'
 
+/** Name of the thread that closes the descriptors of a port with many fds. */
+export const CLOSE_THREAD_NAME = 'epoll-close'
+
 /** Deadline that only catches hangs. */
 /**
  * Multiplier for the deadlines below, for slow runs: scripts/test-arm64.sh
@@ -202,6 +205,19 @@ export async function roundTrip(port: CompletionPort): Promise<void> {
   }
 }
 
+/** Names of the threads of this process, as /proc shows them (15 bytes at most). */
+export function threadNames(): string[] {
+  const names: string[] = []
+  for (const entry of readdirSync('/proc/self/task')) {
+    try {
+      names.push(readFileSync(join('/proc/self/task', entry, 'comm'), 'utf8').trim())
+    } catch {
+      // The thread exited between readdir and the read.
+    }
+  }
+  return names
+}
+
 /**
  * Thread ids of the worker threads of every port in this process. A worker
  * names itself once it runs, so a port created a moment ago may be missing.
@@ -229,6 +245,16 @@ export function threadCpuTicks(tid: number): number {
   return Number(fields[11]) + Number(fields[12])
 }
 
+/** Times thread `tid` went to sleep and was woken again (voluntary context switches). */
+export function threadSleepCount(tid: number): number {
+  const status = readFileSync(`/proc/self/task/${tid}/status`, 'utf8')
+  const match = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status)
+  if (match === null) {
+    throw new Error(`/proc/self/task/${tid}/status has no voluntary_ctxt_switches line`)
+  }
+  return Number(match[1])
+}
+
 /** Descriptors of this process that are epoll instances or eventfds, as "fd target". */
 export function anonInodeDescriptors(): string[] {
   const found: string[] = []
@@ -246,17 +272,36 @@ export function anonInodeDescriptors(): string[] {
 }
 
 /**
- * Creates a port and returns it with its epoll fd, the one epoll descriptor
- * that appeared in /proc/self/fd. Throws if none or several appeared.
+ * The descriptors of one port: the epoll instance that holds its
+ * registrations, the epoll instance its worker thread waits on (the wait
+ * set, which watches the first one and the eventfd) and its shutdown eventfd.
  */
-export function createPortWithEpollFd(): { port: CompletionPort; epollFd: number } {
+export interface PortDescriptors {
+  epollFd: number
+  waitSetFd: number
+  eventFd: number
+}
+
+/**
+ * Creates a port and finds its descriptors among those that appeared in
+ * /proc/self/fd. The wait set is the epoll instance that already watches
+ * descriptors, as /proc/self/fdinfo shows. Throws if they do not match.
+ */
+export function createPortWithDescriptors(): { port: CompletionPort } & PortDescriptors {
   const before = new Set(anonInodeDescriptors())
   const port = new CompletionPort()
-  const opened = anonInodeDescriptors().filter((entry) => !before.has(entry) && entry.endsWith('[eventpoll]'))
-  if (opened.length !== 1) {
-    throw new Error(`expected the new port to open one epoll fd, found: ${opened.join(', ') || 'none'}`)
+  const opened = anonInodeDescriptors().filter((entry) => !before.has(entry))
+  const fdsOf = (target: string): number[] =>
+    opened.filter((entry) => entry.endsWith(target)).map((entry) => Number(entry.split(' ')[0]))
+  const epolls = fdsOf('[eventpoll]')
+  const eventFds = fdsOf('[eventfd]')
+  const watching = epolls.filter((fd) => readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').includes('tfd:'))
+  if (epolls.length !== 2 || eventFds.length !== 1 || watching.length !== 1) {
+    throw new Error(`expected the new port to open two epoll fds and an eventfd, found: ${opened.join(', ') || 'none'}`)
   }
-  return { port, epollFd: Number(opened[0].split(' ')[0]) }
+  const waitSetFd = watching[0]
+  const epollFd = epolls.find((fd) => fd !== waitSetFd) as number
+  return { port, epollFd, waitSetFd, eventFd: eventFds[0] }
 }
 
 /** Polls `condition` every 20 ms until it returns true or the hang deadline passes. Returns the last result. */

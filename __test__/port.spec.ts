@@ -25,6 +25,8 @@ import {
   Recorder,
   roundTrip,
   threadCpuTicks,
+  threadSleepCount,
+  withDeadline,
   workerThreadIds,
 } from './helpers'
 
@@ -160,6 +162,48 @@ test.serial('worker stays idle after level-triggered completion', async (t) => {
   // about 100 ticks a second at Linux's USER_HZ of 100. An idle one uses none.
   t.true(ticksAfter - ticksBefore < 20, `worker used ${ticksAfter - ticksBefore} clock ticks in 1 s`)
   t.is(recorder.calls.length, 1)
+})
+
+test.serial('readiness caused by callbacks skips worker', async (t) => {
+  const threadsBefore = new Set(workerThreadIds())
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [left, right] = fds.socketpair()
+  const workerIds = workerThreadIds().filter((id) => !threadsBefore.has(id))
+  t.is(workerIds.length, 1, 'the new port started one worker thread')
+  const rounds = 1000
+  const byte = Buffer.alloc(1)
+
+  // A byte bounced between the two ends: each callback makes the other end
+  // readable, and the poll after its batch reports that on this thread.
+  const sleepsBefore = threadSleepCount(workerIds[0])
+  const bounced = await withDeadline(
+    new Promise<number>((resolve) => {
+      let count = 0
+      const onReadable = (fd: number) => (action: Action) => {
+        if (action !== Action.EPOLLIN || libc.read(fd, byte) !== 1) {
+          resolve(count)
+          return
+        }
+        count += 1
+        if (count === rounds) {
+          resolve(count)
+          return
+        }
+        port.add(fd, EPOLLIN, onReadable(fd))
+        libc.write(fd, byte)
+      }
+      port.add(left, EPOLLIN, onReadable(left))
+      port.add(right, EPOLLIN, onReadable(right))
+      libc.write(left, byte)
+    }),
+    `${rounds} bounces`,
+  )
+  const sleeps = threadSleepCount(workerIds[0]) - sleepsBefore
+
+  t.is(bounced, rounds)
+  // Through the worker, each of the 1000 reports would wake it at least once.
+  t.true(sleeps < rounds / 10, `the worker woke ${sleeps} times for ${rounds} reports`)
 })
 
 test('callback runs on the creating thread', async (t) => {

@@ -40,7 +40,7 @@ test('unreachable idle port is collected', async (t) => {
   t.is(result.code, 0, result.stderr)
   const output = lastJsonLine(result)
   t.is(output.threadsDuring, (output.threadsBefore as number) + 2, 'two ports ran worker threads')
-  t.is(output.descriptorsDuring, (output.descriptorsBefore as number) + 4, 'two ports held two descriptors each')
+  t.is(output.descriptorsDuring, (output.descriptorsBefore as number) + 6, 'two ports held three descriptors each')
   t.true(output.collected, 'collection stopped the workers and closed the descriptors')
   t.is(output.threadsAfter, output.threadsBefore)
   t.is(output.descriptorsAfter, output.descriptorsBefore)

@@ -1,18 +1,22 @@
-// What the last decRef releases: the worker thread, the epoll fd, the
+// What the last decRef releases: the worker thread, the two epoll fds, the
 // eventfd and the native memory. The tests count them in /proc/self, so they
 // run one at a time and this file creates no port outside them.
 
 import test from 'ava'
+import { readlinkSync } from 'node:fs'
 
 import { CompletionPort, CompletionPortEpollAction as Action, EPOLLIN } from '..'
 import * as libc from '../examples/libc'
 import {
   anonInodeDescriptors,
+  CLOSE_THREAD_NAME,
+  createPortWithDescriptors,
   Descriptors,
   eventually,
   lastJsonLine,
   Recorder,
   runFixture,
+  threadNames,
   workerThreadIds,
 } from './helpers'
 
@@ -37,20 +41,53 @@ test.serial('last decRef stops worker and closes descriptors', async (t) => {
   const opened = anonInodeDescriptors().filter((entry) => !descriptorsBefore.includes(entry))
   t.deepEqual(
     opened.map((entry) => entry.split(' ')[1]).sort(),
-    ['anon_inode:[eventfd]', 'anon_inode:[eventpoll]'],
-    'the port opened an epoll fd and an eventfd',
+    ['anon_inode:[eventfd]', 'anon_inode:[eventpoll]', 'anon_inode:[eventpoll]'],
+    'the port opened two epoll fds and an eventfd',
   )
   const recorder = new Recorder()
   port.add(local, EPOLLIN, recorder.callback)
 
   port.decRef()
-  t.deepEqual(anonInodeDescriptors(), descriptorsBefore, 'decRef closed both descriptors')
+  t.deepEqual(anonInodeDescriptors(), descriptorsBefore, 'decRef closed all three descriptors')
   t.true(
     await eventually(() => workerThreadIds().length === threadsBefore),
     `worker threads left: ${workerThreadIds().length - threadsBefore}`,
   )
   const completion = await recorder.first('ABANDONED')
   t.is(completion.action, Action.ABANDONED)
+})
+
+test.serial('last decRef closes descriptors of port with many fds', async (t) => {
+  const fds = new Descriptors(t)
+  const threadsBefore = workerThreadIds().length
+  const { port, epollFd, waitSetFd, eventFd } = createPortWithDescriptors()
+  // From 1024 fds in its epoll instance on, a port closes its descriptors on
+  // a short-lived thread after decRef returns.
+  const count = 1100
+  const recorder = new Recorder()
+  for (let i = 0; i < count; i++) {
+    port.add(fds.eventfd(), EPOLLIN, recorder.callback)
+  }
+
+  port.decRef()
+  const closed = (fd: number, target: string): boolean => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) !== target
+    } catch {
+      return true
+    }
+  }
+  const descriptorsClosed = (): boolean =>
+    closed(epollFd, 'anon_inode:[eventpoll]') &&
+    closed(waitSetFd, 'anon_inode:[eventpoll]') &&
+    closed(eventFd, 'anon_inode:[eventfd]')
+
+  t.true(port.closed)
+  t.true(await eventually(descriptorsClosed), 'the port closed its two epoll fds and its eventfd')
+  t.true(await eventually(() => threadNames().every((name) => name !== CLOSE_THREAD_NAME)), 'the closing thread exited')
+  t.is(workerThreadIds().length, threadsBefore)
+  await recorder.until(count)
+  t.true(recorder.calls.every((call) => call.action === Action.ABANDONED))
 })
 
 test.serial('decRef inside callback stops worker', async (t) => {

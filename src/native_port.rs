@@ -6,7 +6,8 @@
 //! worker thread never builds them: it queues raw events and calls the
 //! threadsafe function, whose callback takes the completions on the
 //! JavaScript thread and passes the batch to the dispatch function given to
-//! the constructor.
+//! the constructor. After each batch JavaScript calls `poll`, which collects
+//! what is ready on its own thread, until a poll returns nothing.
 
 use std::sync::{Arc, Mutex};
 
@@ -52,9 +53,11 @@ pub struct PortState {
 pub type SharedState = Arc<Mutex<PortState>>;
 
 impl PortState {
-    /// Takes every decided completion as a batch for JavaScript.
+    /// Takes every decided completion, and the readiness the kernel reports
+    /// now, as a batch for JavaScript. After a batch that is not empty, the
+    /// worker reports nothing new until JavaScript polls again.
     fn take_batch(&mut self, env: &Env) -> Float64Array {
-        self.port.take_completions(&mut self.completions);
+        self.port.poll_completions(&mut self.completions);
         let batch = encode_batch(&self.completions);
         self.completions.clear();
         self.update_keep_alive(env);
@@ -74,7 +77,7 @@ impl PortState {
     }
 
     /// Closes the port and releases the threadsafe function. Abandoned
-    /// registrations stay queued for the next `take`.
+    /// registrations stay queued for the next `poll`.
     pub fn close(&mut self) {
         self.port.close();
         self.notifier.set_dispatch(None);
@@ -178,7 +181,7 @@ impl NativePort {
     }
 
     /// Removes `fd` and abandons its registrations. Returns whether
-    /// completions are waiting for `take`.
+    /// completions are waiting for `poll`.
     #[napi]
     pub fn remove(&mut self, env: Env, fd: i32) -> bool {
         let mut state = lock(&self.state);
@@ -187,9 +190,12 @@ impl NativePort {
         state.port.has_ready_completions()
     }
 
-    /// Takes every decided completion as a batch.
+    /// Takes every decided completion, and the readiness the kernel reports
+    /// now, as a batch, without waiting for the worker thread. After a batch
+    /// that is not empty, the caller must poll again: until a poll returns an
+    /// empty batch, the worker reports nothing new.
     #[napi]
-    pub fn take(&mut self, env: Env) -> Float64Array {
+    pub fn poll(&mut self, env: Env) -> Float64Array {
         lock(&self.state).take_batch(&env)
     }
 
@@ -202,7 +208,7 @@ impl NativePort {
     }
 
     /// Drops a reference; the last one closes the port. Returns whether
-    /// completions are waiting for `take`.
+    /// completions are waiting for `poll`.
     #[napi]
     pub fn dec_ref(&mut self, env: Env) -> Result<bool> {
         let mut state = lock(&self.state);

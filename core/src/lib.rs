@@ -17,6 +17,6 @@ mod worker;
 
 pub use action::{map_events, Action};
 pub use error::{describe_errno, AddError, ClosedError, SystemError};
-pub use port::CompletionPort;
+pub use port::{CompletionPort, BACKGROUND_CLOSE_MIN_FDS};
 pub use registry::{Completion, RegistrationId};
-pub use worker::{Listener, WAIT_TIMEOUT_MS, WORKER_THREAD_NAME};
+pub use worker::{Listener, CLOSE_THREAD_NAME, WAIT_TIMEOUT_MS, WORKER_THREAD_NAME};

@@ -76,6 +76,11 @@ impl Registry {
         self.fd_by_id.len()
     }
 
+    /// Number of fds with an entry in the epoll instance, armed or not.
+    pub fn fd_count(&self) -> usize {
+        self.fds.len()
+    }
+
     /// Registers interest in `interest` on `fd`: `EPOLL_CTL_MOD` with the
     /// interest of every registration on the fd merged, then `EPOLL_CTL_ADD`
     /// if the kernel has no entry (`ENOENT`).

@@ -1,5 +1,13 @@
 //! The worker thread: waits in `epoll_wait` and queues what the kernel
 //! reports until the owner of the port takes it.
+//!
+//! The registrations live in one epoll instance, and the worker waits on a
+//! second one, the wait set, which holds the first (one-shot) and the
+//! shutdown eventfd. After a wake-up the worker leaves the first instance
+//! disarmed in the wait set until the owner finds nothing left to take. While
+//! the owner keeps collecting readiness on its own thread
+//! ([`Worker::collect_ready`]), the worker sleeps: the kernel does not wake it
+//! for every event, and no event takes the slower path through it.
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,17 +30,23 @@ pub const WAIT_TIMEOUT_MS: u16 = 2000;
 /// Linux keeps 15 bytes of a thread name, and this one fits.
 pub const WORKER_THREAD_NAME: &str = "completion-port";
 
+/// Name of the thread that closes the descriptors of a port with many fds,
+/// started by [`Worker::close_in_background`].
+pub const CLOSE_THREAD_NAME: &str = "epoll-close";
+
 /// Capacity of the buffer passed to one `epoll_wait`. More ready descriptors
 /// are collected by the next call.
-const MAX_EVENTS: usize = 1024;
+pub(crate) const MAX_EVENTS: usize = 1024;
 
 /// Pause after an `epoll_wait` failure other than `EINTR`, so that a
 /// persistent failure does not spin a core.
 const WAIT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// `epoll_event.data` of the shutdown eventfd. Registration tokens carry an
-/// fd in their low 32 bits, and fds are below 2^31, so no token equals it.
+/// `epoll_event.data` of the shutdown eventfd in the wait set.
 const WAKE_TOKEN: u64 = u64::MAX;
+
+/// `epoll_event.data` of the registrations' epoll instance in the wait set.
+const REGISTRATIONS_TOKEN: u64 = u64::MAX - 1;
 
 /// One event as `epoll_wait` reported it: the registration token stored in
 /// `epoll_event.data` and the event mask.
@@ -58,7 +72,10 @@ pub trait Listener: Send + Sync + 'static {
 
 /// State shared by the owner of the port and the worker thread.
 struct Shared {
+    /// The epoll instance that holds the registrations.
     epoll: Epoll,
+    /// The epoll instance the worker waits on: `epoll`, one-shot, and `wake`.
+    wait_set: Epoll,
     wake: EventFd,
     stop: AtomicBool,
     notified: AtomicBool,
@@ -66,6 +83,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// Arms `epoll` in the wait set, so that its next readiness wakes the
+    /// worker, at once if events are ready now.
+    fn arm(&self) {
+        let mut event = EpollEvent::new(
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT,
+            REGISTRATIONS_TOKEN,
+        );
+        // NOTE: this fails only if the application closed one of the port's
+        // epoll fds behind its back. The worker then reports the failure of
+        // its next epoll_wait.
+        let _ = self.wait_set.modify(&self.epoll.0, &mut event);
+    }
+
     fn lock_queue(&self) -> MutexGuard<'_, Vec<RawEvent>> {
         // A panic while the lock is held cannot leave the vector invalid.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
@@ -84,14 +114,24 @@ impl Worker {
     pub fn start(listener: Arc<dyn Listener>) -> Result<Self, SystemError> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|errno| SystemError::new("epoll_create1", errno))?;
+        let wait_set = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|errno| SystemError::new("epoll_create1", errno))?;
         let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|errno| SystemError::new("eventfd", errno))?;
-        epoll
+        wait_set
             .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
+            .map_err(|errno| SystemError::new("epoll_ctl", errno))?;
+        let registrations = EpollEvent::new(
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT,
+            REGISTRATIONS_TOKEN,
+        );
+        wait_set
+            .add(&epoll.0, registrations)
             .map_err(|errno| SystemError::new("epoll_ctl", errno))?;
 
         let shared = Arc::new(Shared {
             epoll,
+            wait_set,
             wake,
             stop: AtomicBool::new(false),
             notified: AtomicBool::new(false),
@@ -121,10 +161,12 @@ impl Worker {
         &self.shared.epoll
     }
 
-    /// Whether `fd` is the epoll instance or the shutdown eventfd, which
-    /// callers must not register or remove.
+    /// Whether `fd` is one of the two epoll instances or the shutdown
+    /// eventfd, which callers must not register or remove.
     pub fn owns_fd(&self, fd: RawFd) -> bool {
-        fd == self.shared.epoll.0.as_raw_fd() || fd == self.shared.wake.as_fd().as_raw_fd()
+        fd == self.shared.epoll.0.as_raw_fd()
+            || fd == self.shared.wait_set.0.as_raw_fd()
+            || fd == self.shared.wake.as_fd().as_raw_fd()
     }
 
     /// Moves every queued event to `out`, oldest first, and clears the
@@ -134,6 +176,28 @@ impl Worker {
         // notifies again, at worst once more than needed, never too few.
         self.shared.notified.store(false, Ordering::Release);
         out.append(&mut self.shared.lock_queue());
+    }
+
+    /// Collects the events that are ready now into `out`, on the calling
+    /// thread and without blocking: one `epoll_wait` with a zero timeout,
+    /// `buffer.len()` events at most. Returns how many were collected.
+    ///
+    /// The worker may collect at the same time. Every entry is one-shot, so
+    /// the kernel reports each event to one of the two callers, never both.
+    /// Errors are left to the worker, which reports them.
+    pub fn collect_ready(&self, buffer: &mut [EpollEvent], out: &mut Vec<RawEvent>) -> usize {
+        let Ok(count) = self.shared.epoll.wait(buffer, EpollTimeout::ZERO) else {
+            return 0;
+        };
+        push_events(&buffer[..count], out);
+        count
+    }
+
+    /// Lets the worker collect again after a wake-up. Until the owner calls
+    /// this, the worker sleeps, so the owner calls it when it stops taking:
+    /// when a take finds nothing.
+    pub fn arm(&self) {
+        self.shared.arm();
     }
 
     /// Stops the worker thread and waits for it to exit. The eventfd wakes it
@@ -152,6 +216,22 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Stops the worker thread like [`stop`](Self::stop), then closes the
+    /// descriptors on a new thread, so that the caller does not wait while
+    /// the kernel removes every entry of the epoll instance. Closes them on
+    /// the calling thread if no thread can be started.
+    pub fn close_in_background(mut self) {
+        self.stop();
+        // The worker thread has exited, so this is the last reference.
+        let shared = Arc::clone(&self.shared);
+        drop(self);
+        let _ = thread::Builder::new()
+            .name(CLOSE_THREAD_NAME.to_owned())
+            .spawn(move || drop(shared));
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         self.stop();
@@ -159,45 +239,76 @@ impl Drop for Worker {
 }
 
 fn run(shared: &Shared, listener: &dyn Listener) {
+    let mut wake_events = [EpollEvent::empty(); 2];
     let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
-    let mut last_error = None;
+    let mut errors = ErrorReporter::default();
 
     while !shared.stop.load(Ordering::Acquire) {
-        let count = match shared
-            .epoll
-            .wait(&mut events, EpollTimeout::from(WAIT_TIMEOUT_MS))
-        {
+        let result = shared
+            .wait_set
+            .wait(&mut wake_events, EpollTimeout::from(WAIT_TIMEOUT_MS));
+        let count = match result {
             Ok(count) => count,
             Err(Errno::EINTR) => continue,
             Err(errno) => {
-                // NOTE: this happens if the application closes the epoll fd
-                // behind the port's back. The port never recovers, and
-                // dropping it closes that fd number again, which may name
-                // another file by then.
-                if last_error != Some(errno) {
-                    last_error = Some(errno);
-                    listener.wait_failed(errno);
-                }
-                thread::sleep(WAIT_ERROR_BACKOFF);
+                errors.report(errno, listener);
                 continue;
             }
         };
-
-        let mut queued = false;
-        {
-            let mut queue = shared.lock_queue();
-            for event in &events[..count] {
-                if event.data() != WAKE_TOKEN {
-                    queue.push(RawEvent {
-                        token: event.data(),
-                        events: event.events().bits() as u32,
-                    });
-                    queued = true;
-                }
-            }
+        let registrations_ready = wake_events[..count]
+            .iter()
+            .any(|event| event.data() == REGISTRATIONS_TOKEN);
+        if !registrations_ready {
+            continue;
         }
-        if queued && !shared.notified.swap(true, Ordering::AcqRel) {
+
+        // The wake-up disarmed the registrations in the wait set. Events
+        // handed to the owner keep them disarmed until the owner has taken
+        // everything. Otherwise the worker arms them again itself: the owner
+        // collected the events first, or a level-triggered fd stopped being
+        // ready.
+        let count = match shared.epoll.wait(&mut events, EpollTimeout::ZERO) {
+            Ok(count) => count,
+            Err(Errno::EINTR) => 0,
+            Err(errno) => {
+                errors.report(errno, listener);
+                0
+            }
+        };
+        if count == 0 {
+            shared.arm();
+            continue;
+        }
+        push_events(&events[..count], &mut shared.lock_queue());
+        if !shared.notified.swap(true, Ordering::AcqRel) {
             listener.events_queued();
         }
     }
+}
+
+/// Reports each distinct `epoll_wait` error once, and pauses after every
+/// error so that a persistent failure does not spin a core.
+#[derive(Default)]
+struct ErrorReporter {
+    last: Option<Errno>,
+}
+
+impl ErrorReporter {
+    fn report(&mut self, errno: Errno, listener: &dyn Listener) {
+        // NOTE: this happens if the application closes an epoll fd of the
+        // port behind its back. The port never recovers, and dropping it
+        // closes that fd number again, which may name another file by then.
+        if self.last != Some(errno) {
+            self.last = Some(errno);
+            listener.wait_failed(errno);
+        }
+        thread::sleep(WAIT_ERROR_BACKOFF);
+    }
+}
+
+fn push_events(events: &[EpollEvent], out: &mut Vec<RawEvent>) {
+    out.extend(events.iter().map(|event| RawEvent {
+        token: event.data(),
+        events: event.events().bits() as u32,
+    }));
 }

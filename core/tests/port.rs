@@ -352,3 +352,46 @@ fn many_fds_complete_exactly_once() {
     assert_eq!(completed, ids);
     assert_eq!(test.completions_after_quiet_period(), vec![]);
 }
+
+#[test]
+fn worker_sleeps_until_poll_finds_nothing() {
+    let mut test = TestPort::new();
+    let (a, b) = stream_pair();
+    let (c, d) = stream_pair();
+    write(&b, b"x").unwrap();
+    write(&d, b"x").unwrap();
+
+    // The worker reports the first readiness, and a poll takes it.
+    let first = test.port.add(a.as_raw_fd(), EPOLLIN).unwrap();
+    test.wait_for_notification();
+    let mut completions = Vec::new();
+    assert!(test.port.poll_completions(&mut completions));
+    assert_eq!(
+        completions,
+        vec![completion(first, Action::EpollIn, EPOLLIN, a.as_raw_fd())]
+    );
+
+    // That poll found something, so the worker stays asleep: new readiness
+    // waits for the owner's next poll.
+    let second = test.port.add(c.as_raw_fd(), EPOLLIN).unwrap();
+    assert!(
+        test.notifications.recv_timeout(QUIET_PERIOD).is_err(),
+        "the worker reported readiness before a poll found nothing"
+    );
+    completions.clear();
+    assert!(test.port.poll_completions(&mut completions));
+    assert_eq!(
+        completions,
+        vec![completion(second, Action::EpollIn, EPOLLIN, c.as_raw_fd())]
+    );
+
+    // A poll that finds nothing hands readiness back to the worker.
+    completions.clear();
+    assert!(!test.port.poll_completions(&mut completions));
+    assert_eq!(completions, vec![]);
+    let third = test.port.add(a.as_raw_fd(), EPOLLIN).unwrap();
+    assert_eq!(
+        test.wait_for(1),
+        vec![completion(third, Action::EpollIn, EPOLLIN, a.as_raw_fd())]
+    );
+}

@@ -53,7 +53,7 @@ fn port_descriptors_are_reserved() {
         .into_iter()
         .filter(|fd| !fds_before.contains(fd))
         .collect();
-    assert_eq!(own.len(), 2, "a port owns an epoll fd and an eventfd");
+    assert_eq!(own.len(), 3, "a port owns two epoll fds and an eventfd");
 
     for fd in own {
         assert_eq!(test.port.add(fd, EPOLLIN), Err(AddError::ReservedFd(fd)));
@@ -79,7 +79,7 @@ fn last_dec_ref_closes_port() {
     let mut test = TestPort::new();
     // The port returns once its thread runs under its name.
     assert_eq!(worker_thread_count(), threads_before + 1);
-    assert_eq!(open_fd_count(), fds_before + 2);
+    assert_eq!(open_fd_count(), fds_before + 3);
     let (a, b) = stream_pair();
     let id = test.port.add(a.as_raw_fd(), EPOLLIN).unwrap();
 
