@@ -8,12 +8,21 @@ const INVALID_SOCKET = -1
 /** EINVAL, returned by `completionPortAdd` for invalid arguments. */
 const EINVAL = 22
 
-// A batch from the native port is a Float64Array with four numbers per
-// completion: registration id, action, event mask and fd.
+// A batch from the native port is written into a Float64Array, four numbers
+// per completion: registration id, action, event mask and fd.
 const BATCH_STRIDE = 4
 const BATCH_ACTION = 1
 const BATCH_EVENTS = 2
 const BATCH_FD = 3
+/** Completions that a port's first batch array has room for. It grows as needed. */
+const INITIAL_BATCH_CAPACITY = 16
+/**
+ * Completions a port delivers from microtasks before it lets the event loop
+ * run again: a bound on how long a port that keeps finding readiness delays
+ * timers and other I/O, like libuv's bound on the events it handles before
+ * it runs timers again.
+ */
+const COMPLETIONS_PER_TURN = 1024
 
 const MAX_FD = 0x7fffffff
 const MAX_EVENTS = 0xffffffff
@@ -54,14 +63,26 @@ class CompletionPort {
       owner: null,
       nativeRef: null,
       pollScheduled: false,
-      // The batch being delivered, the offset of its next completion, and
-      // an index of its offsets by fd and by id, built on first use.
+      // Completions delivered since the event loop last ran this port's code.
+      completionsThisTurn: 0,
+      runScheduledPoll: null,
+      // The array that polls write batches into, reused while no batch is
+      // being delivered from it.
+      buffer: new Float64Array(INITIAL_BATCH_CAPACITY * BATCH_STRIDE),
+      // The batch being delivered, the offsets of its next completion and
+      // of its end, and an index of its offsets by fd and by id, built on
+      // first use.
       batch: null,
       next: 0,
+      end: 0,
       batchIndex: null,
     }
+    state.runScheduledPoll = () => runScheduledPoll(state)
     this.#state = state
-    this.#native = new native.NativePort((batch) => deliver(state, batch))
+    this.#native = new native.NativePort(() => {
+      state.completionsThisTurn = 0
+      pollNow(state)
+    })
     state.nativeRef = new WeakRef(this.#native)
   }
 
@@ -131,17 +152,18 @@ class CompletionPort {
 }
 
 /**
- * Calls the callback of every completion in `batch`. A callback that throws
- * does not stop the batch: its error is rethrown on the next tick, where
- * Node reports it as an uncaught exception.
+ * Calls the callback of every completion in `batch` before offset `end`. A
+ * callback that throws does not stop the batch: its error is rethrown on the
+ * next tick, where Node reports it as an uncaught exception.
  */
-function deliver(state, batch) {
+function deliver(state, batch, end) {
   const { callbacks } = state
-  const outer = { batch: state.batch, next: state.next, batchIndex: state.batchIndex }
+  const outer = { batch: state.batch, next: state.next, end: state.end, batchIndex: state.batchIndex }
   state.batch = batch
+  state.end = end
   state.batchIndex = null
   try {
-    for (let offset = 0; offset < batch.length; offset += BATCH_STRIDE) {
+    for (let offset = 0; offset < end; offset += BATCH_STRIDE) {
       state.next = offset + BATCH_STRIDE
       const id = batch[offset]
       const callback = callbacks.get(id)
@@ -158,22 +180,28 @@ function deliver(state, batch) {
   } finally {
     state.batch = outer.batch
     state.next = outer.next
+    state.end = outer.end
     state.batchIndex = outer.batchIndex
   }
   if (callbacks.size === 0) {
     state.owner = null
   }
-  if (batch.length > 0) {
+  if (end > 0) {
     schedulePoll(state)
   }
 }
 
 /**
  * Delivers the port's decided completions and the readiness the kernel
- * reports now, on a later turn of the event loop. Runs after each batch,
- * because its callbacks often caused more readiness (they wrote, or re-added
- * an fd that is still readable), and after remove, cancel or the last
- * decRef, so that no callback runs inside those calls.
+ * reports now, once the current code and its nextTicks and promise jobs
+ * have run. Runs after each batch, because its callbacks often caused more
+ * readiness (they wrote, or re-added an fd that is still readable), and
+ * after remove, cancel or the last decRef, so that no callback runs inside
+ * those calls.
+ *
+ * The poll runs in a microtask, so a reply to the byte a callback just wrote
+ * costs no turn of the event loop. After COMPLETIONS_PER_TURN completions it
+ * runs from setImmediate instead, which lets timers and other I/O run.
  *
  * Every batch that is not empty must be followed by a poll: the native port
  * keeps the worker thread from reporting again until a poll finds nothing.
@@ -183,16 +211,43 @@ function schedulePoll(state) {
     return
   }
   state.pollScheduled = true
-  setImmediate(pollNow, state)
+  if (state.completionsThisTurn < COMPLETIONS_PER_TURN) {
+    queueMicrotask(state.runScheduledPoll)
+  } else {
+    setImmediate(runScheduledPollOnNewTurn, state)
+  }
 }
 
-function pollNow(state) {
+function runScheduledPollOnNewTurn(state) {
+  state.completionsThisTurn = 0
+  runScheduledPoll(state)
+}
+
+function runScheduledPoll(state) {
   state.pollScheduled = false
-  // Empty once the native port is collected, which closes it.
+  pollNow(state)
+}
+
+/** Polls the native port and delivers the batch. Also called by the worker thread's notification. */
+function pollNow(state) {
+  // Undefined once the native port is collected, which closes it.
   const port = state.nativeRef.deref()
-  if (port !== undefined) {
-    deliver(state, port.poll())
+  if (port === undefined) {
+    return
   }
+  // A batch still being delivered further up the stack keeps its array.
+  let buffer = state.batch === null ? state.buffer : new Float64Array(0)
+  let count = port.poll(buffer)
+  if (count * BATCH_STRIDE > buffer.length) {
+    // The native port kept the completions, and nothing ran since.
+    buffer = new Float64Array(2 ** Math.ceil(Math.log2(count)) * BATCH_STRIDE)
+    if (state.batch === null) {
+      state.buffer = buffer
+    }
+    count = port.poll(buffer)
+  }
+  state.completionsThisTurn += count
+  deliver(state, buffer, count * BATCH_STRIDE)
 }
 
 // A remove, cancel or last decRef made by a callback must override the
@@ -225,7 +280,7 @@ function abandonRestOfBatch(state) {
   if (batch === null) {
     return
   }
-  for (let offset = state.next; offset < batch.length; offset += BATCH_STRIDE) {
+  for (let offset = state.next; offset < state.end; offset += BATCH_STRIDE) {
     abandonAt(state, offset)
   }
 }
@@ -254,7 +309,7 @@ function indexBatch(state) {
   if (state.batchIndex === null) {
     const byFd = new Map()
     const byId = new Map()
-    for (let offset = state.next; offset < batch.length; offset += BATCH_STRIDE) {
+    for (let offset = state.next; offset < state.end; offset += BATCH_STRIDE) {
       byId.set(batch[offset], offset)
       const fd = batch[offset + BATCH_FD]
       const offsets = byFd.get(fd)

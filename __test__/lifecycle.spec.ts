@@ -368,6 +368,77 @@ test('one wake-up is delivered in one macrotask', async (t) => {
   t.true(recorder.calls.every((call) => call.action === Action.EPOLLIN))
 })
 
+test('promise jobs of a batch run before the next', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  libc.write(writer, Buffer.from('stays unread'))
+  const rounds = 20
+  const order: string[] = []
+
+  // The fd stays readable, so each re-add completes in the poll after the
+  // batch that made it.
+  await withDeadline(
+    new Promise<void>((resolve) => {
+      let round = 0
+      const onReadable = (): void => {
+        round += 1
+        order.push(`callback ${round}`)
+        const current = round
+        void Promise.resolve().then(() => order.push(`job ${current}`))
+        if (round === rounds) {
+          resolve()
+          return
+        }
+        port.add(reader, EPOLLIN, onReadable)
+      }
+      port.add(reader, EPOLLIN, onReadable)
+    }),
+    `${rounds} rounds`,
+  )
+  await delay(10)
+
+  const expected = Array.from({ length: rounds }, (_, i) => [`callback ${i + 1}`, `job ${i + 1}`]).flat()
+  t.deepEqual(order, expected)
+})
+
+test('port that keeps finding readiness lets timers run', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  libc.write(writer, Buffer.from('stays unread'))
+  const limit = 100_000
+  let completions = 0
+  let completionsWhenTimerRan: number | undefined
+
+  // Every callback re-adds a registration that completes at once, so polls
+  // never come back empty until the limit.
+  const timer = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      completionsWhenTimerRan = completions
+      resolve()
+    }, 1),
+  )
+  const loop = new Promise<void>((resolve) => {
+    const onReadable = (): void => {
+      completions += 1
+      if (completions === limit || completionsWhenTimerRan !== undefined) {
+        resolve()
+        return
+      }
+      port.add(reader, EPOLLIN, onReadable)
+    }
+    port.add(reader, EPOLLIN, onReadable)
+  })
+  await withDeadline(Promise.all([timer, loop]), 'the timer and the loop')
+
+  t.not(completionsWhenTimerRan, undefined)
+  t.true(
+    (completionsWhenTimerRan ?? limit) < limit,
+    `the timer ran after ${completionsWhenTimerRan} of ${limit} completions`,
+  )
+})
+
 test('last decRef abandons pending registrations', async (t) => {
   const port = new CompletionPort()
   const fds = new Descriptors(t)

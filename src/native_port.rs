@@ -1,20 +1,21 @@
 //! The napi class behind `CompletionPort` in `index.js`, and the
 //! threadsafe function that hands completions to JavaScript.
 //!
-//! Completions cross to JavaScript as one `Float64Array` per batch, four
-//! numbers per completion: registration id, action, event mask and fd. The
-//! worker thread never builds them: it queues raw events and calls the
-//! threadsafe function, whose callback takes the completions on the
-//! JavaScript thread and passes the batch to the dispatch function given to
-//! the constructor. After each batch JavaScript calls `poll`, which collects
-//! what is ready on its own thread, until a poll returns nothing.
+//! Completions cross to JavaScript through `poll`, which writes a batch into
+//! a `Float64Array` that JavaScript owns and reuses: four numbers per
+//! completion, registration id, action, event mask and fd. The worker thread
+//! never builds them: it queues raw events and calls the threadsafe
+//! function, which calls the dispatch function given to the constructor on
+//! the JavaScript thread, and that polls. After each batch JavaScript polls
+//! again, collecting what is ready on its own thread, until a poll returns
+//! nothing.
 
 use std::sync::{Arc, Mutex};
 
 use completion_port_core::{
     AddError, Completion, CompletionPort, Listener, RegistrationId, SystemError,
 };
-use napi::bindgen_prelude::{Float64Array, Function, ObjectFinalize, Result, Status, Unknown};
+use napi::bindgen_prelude::{Float64ArraySlice, Function, ObjectFinalize, Result, Status, Unknown};
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction};
 use napi::Env;
 use napi_derive::napi;
@@ -24,11 +25,10 @@ use crate::notifier::Notifier;
 use crate::sync::lock;
 use crate::system_error::{throw_error, throw_system_error, ErrorKind};
 
-/// Calls the JavaScript dispatch function with one batch. It starts
+/// Calls the JavaScript dispatch function, which polls the port. It starts
 /// unreferenced (`Weak`), and `update_keep_alive` references it only while
 /// registrations are pending or completions wait to be taken.
-pub type DispatchFunction =
-    ThreadsafeFunction<(), Unknown<'static>, Float64Array, Status, false, true>;
+pub type DispatchFunction = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
 /// Numbers per completion in a batch: id, action, events, fd. `index.js`
 /// uses the fd to abandon the rest of a batch when a callback removes it.
@@ -46,22 +46,30 @@ pub struct PortState {
     notifier: Arc<Notifier>,
     /// Whether the dispatch function currently keeps the event loop alive.
     referenced: bool,
-    /// Reused buffer for the completions of one batch.
+    /// Completions taken by a `poll` whose batch array was too small, kept
+    /// for the next `poll`, and otherwise an empty reused buffer.
     completions: Vec<Completion>,
 }
 
 pub type SharedState = Arc<Mutex<PortState>>;
 
 impl PortState {
-    /// Takes every decided completion, and the readiness the kernel reports
-    /// now, as a batch for JavaScript. After a batch that is not empty, the
-    /// worker reports nothing new until JavaScript polls again.
-    fn take_batch(&mut self, env: &Env) -> Float64Array {
-        self.port.poll_completions(&mut self.completions);
-        let batch = encode_batch(&self.completions);
-        self.completions.clear();
-        self.update_keep_alive(env);
-        Float64Array::new(batch)
+    /// Writes every decided completion, and the readiness the kernel reports
+    /// now, to `batch`, and returns how many there are. If `batch` is too
+    /// small for them, writes nothing and keeps them for the next call.
+    /// After a batch that is not empty, the worker reports nothing new until
+    /// a poll returns 0.
+    fn poll(&mut self, env: &Env, batch: &mut [f64]) -> usize {
+        if self.completions.is_empty() {
+            self.port.poll_completions(&mut self.completions);
+            self.update_keep_alive(env);
+        }
+        let count = self.completions.len();
+        if count * BATCH_STRIDE <= batch.len() {
+            encode_batch(&self.completions, batch);
+            self.completions.clear();
+        }
+        count
     }
 
     /// References the threadsafe function while registrations are pending or
@@ -85,15 +93,13 @@ impl PortState {
     }
 }
 
-fn encode_batch(completions: &[Completion]) -> Vec<f64> {
-    let mut batch = Vec::with_capacity(completions.len() * BATCH_STRIDE);
-    for completion in completions {
-        batch.push(completion.id as f64);
-        batch.push(f64::from(completion.action as u8));
-        batch.push(f64::from(completion.events));
-        batch.push(f64::from(completion.fd));
+fn encode_batch(completions: &[Completion], batch: &mut [f64]) {
+    for (completion, slot) in completions.iter().zip(batch.chunks_exact_mut(BATCH_STRIDE)) {
+        slot[0] = completion.id as f64;
+        slot[1] = f64::from(completion.action as u8);
+        slot[2] = f64::from(completion.events);
+        slot[3] = f64::from(completion.fd);
     }
-    batch
 }
 
 /// Native half of `CompletionPort`. JavaScript code uses it through
@@ -108,10 +114,11 @@ pub struct NativePort {
 
 #[napi]
 impl NativePort {
-    /// Creates the port and its worker thread. `dispatch` receives each
-    /// batch of completions.
-    #[napi(constructor, ts_args_type = "dispatch: (batch: Float64Array) => void")]
-    pub fn new(env: Env, dispatch: Function<'_, Float64Array, Unknown<'static>>) -> Result<Self> {
+    /// Creates the port and its worker thread. The worker calls `dispatch`
+    /// on the JavaScript thread when it has collected events, and
+    /// `dispatch` is expected to `poll`.
+    #[napi(constructor, ts_args_type = "dispatch: () => void")]
+    pub fn new(env: Env, dispatch: Function<'_, (), Unknown<'static>>) -> Result<Self> {
         let notifier = Arc::new(Notifier::default());
         let port = CompletionPort::new(Arc::clone(&notifier) as Arc<dyn Listener>)
             .map_err(|error| throw_create_error(&env, error))?;
@@ -122,18 +129,17 @@ impl NativePort {
             referenced: false,
             completions: Vec::new(),
         }));
-        let callback_state = Arc::clone(&state);
+        // Weak: the notifier owns this function.
+        let callback_notifier = Arc::downgrade(&notifier);
         let dispatch: DispatchFunction = dispatch
             .build_threadsafe_function::<()>()
             .callee_handled::<false>()
             .weak::<true>()
             .build_callback(move |context: ThreadsafeCallContext<()>| {
-                let mut state = lock(&callback_state);
-                let batch = state.take_batch(&context.env);
-                let notifier = Arc::clone(&state.notifier);
-                drop(state);
-                notifier.report_wait_errors(&context.env);
-                Ok(batch)
+                if let Some(notifier) = callback_notifier.upgrade() {
+                    notifier.report_wait_errors(&context.env);
+                }
+                Ok(())
             })?;
 
         // No event can be queued before the first add, so the notifier gets
@@ -190,13 +196,21 @@ impl NativePort {
         state.port.has_ready_completions()
     }
 
-    /// Takes every decided completion, and the readiness the kernel reports
-    /// now, as a batch, without waiting for the worker thread. After a batch
-    /// that is not empty, the caller must poll again: until a poll returns an
-    /// empty batch, the worker reports nothing new.
+    /// Writes every decided completion, and the readiness the kernel reports
+    /// now, to `batch` without waiting for the worker thread, and returns
+    /// how many there are. If `batch` is too small for them, it writes
+    /// nothing, and the next call with a large enough array gets them.
+    ///
+    /// After a call that returns more than 0, the caller must poll again:
+    /// until a poll returns 0, the worker reports nothing new.
     #[napi]
-    pub fn poll(&mut self, env: Env) -> Float64Array {
-        lock(&self.state).take_batch(&env)
+    pub fn poll(&mut self, env: Env, mut batch: Float64ArraySlice<'_>) -> u32 {
+        // SAFETY: index.js allocates the array on this thread and never
+        // shares its memory with another thread, and JavaScript on this
+        // thread is blocked in this call, so nothing else reads or writes it
+        // while the slice lives. The slice ends before this returns.
+        let batch = unsafe { batch.as_mut() };
+        lock(&self.state).poll(&env, batch) as u32
     }
 
     #[napi]
