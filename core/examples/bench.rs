@@ -3,9 +3,9 @@
 //! but with no JavaScript. Its figures are the ceiling for the binding, and
 //! the gap to them is the cost of the bridge to JavaScript.
 //!
-//! The owner thread parks until the worker's `Listener` unparks it, then
-//! takes every queued completion, as the napi binding does on the JavaScript
-//! thread. Completions are looked up by registration id in a `HashMap`, as
+//! The owner thread polls the port after each batch, as `index.js` does on
+//! the JavaScript thread, and parks until the worker's `Listener` unparks it
+//! when a poll finds nothing. Completions are looked up by registration id in a `HashMap`, as
 //! `index.js` looks up callbacks.
 //!
 //! Usage, from the repository root:
@@ -75,18 +75,17 @@ impl OwnedPort {
         }
     }
 
-    /// Parks until the worker queued events, then returns every completion
-    /// they decided. A spurious unpark only costs one more loop.
+    /// Returns the next batch of completions, as `index.js` gets them: it
+    /// polls on this thread first, and parks until the worker queues events
+    /// only when a poll finds nothing. A spurious unpark only costs one more
+    /// loop.
     fn wait_batch(&mut self) -> Vec<Completion> {
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
-        loop {
-            self.port.take_completions(&mut batch);
-            if !batch.is_empty() {
-                return batch;
-            }
+        while !self.port.poll_completions(&mut batch) {
             thread::park();
         }
+        batch
     }
 
     /// Keeps `batch`'s allocation for the next `wait_batch`.
