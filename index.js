@@ -18,9 +18,8 @@ const BATCH_FD = 3
 const INITIAL_BATCH_CAPACITY = 16
 /**
  * Completions a port delivers from microtasks before it lets the event loop
- * run again: a bound on how long a port that keeps finding readiness delays
- * timers and other I/O, like libuv's bound on the events it handles before
- * it runs timers again.
+ * run again. It bounds how long a port that keeps finding readiness delays
+ * timers and other I/O.
  */
 const COMPLETIONS_PER_TURN = 1024
 

@@ -272,7 +272,7 @@ export function anonInodeDescriptors(): string[] {
 }
 
 /**
- * The descriptors of one port: the epoll instance that holds its
+ * The descriptors of one port: the epoll instance that contains its
  * registrations, the epoll instance its worker thread waits on (the wait
  * set, which watches the first one and the eventfd) and its shutdown eventfd.
  */

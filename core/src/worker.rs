@@ -2,7 +2,7 @@
 //! reports until the owner of the port takes it.
 //!
 //! The registrations live in one epoll instance, and the worker waits on a
-//! second one, the wait set, which holds the first (one-shot) and the
+//! second one, the wait set, which contains the first (one-shot) and the
 //! shutdown eventfd. After a wake-up the worker leaves the first instance
 //! disarmed in the wait set until the owner finds nothing left to take. While
 //! the owner keeps collecting readiness on its own thread
@@ -72,7 +72,7 @@ pub trait Listener: Send + Sync + 'static {
 
 /// State shared by the owner of the port and the worker thread.
 struct Shared {
-    /// The epoll instance that holds the registrations.
+    /// The epoll instance that contains the registrations.
     epoll: Epoll,
     /// The epoll instance the worker waits on: `epoll`, one-shot, and `wake`.
     wait_set: Epoll,
@@ -91,8 +91,7 @@ impl Shared {
             REGISTRATIONS_TOKEN,
         );
         // NOTE: this fails only if the application closed one of the port's
-        // epoll fds behind its back. The worker then reports the failure of
-        // its next epoll_wait.
+        // epoll fds behind its back, which the port cannot recover from.
         let _ = self.wait_set.modify(&self.epoll.0, &mut event);
     }
 
