@@ -199,8 +199,8 @@ function parseSocketBufferSize(text: string | undefined): number | undefined {
 function checkDescriptorLimit(clients: number): void {
   const { soft } = libc.getrlimit(libc.RLIMIT_NOFILE)
   const alreadyOpen = readdirSync('/proc/self/fd').length
-  // The 3 are the listener and the port's epoll instance and eventfd.
-  const needed = alreadyOpen + 2 * clients + 3
+  // The 4 are the listener and the port's two epoll instances and eventfd.
+  const needed = alreadyOpen + 2 * clients + 4
   if (needed > soft) {
     throw new UsageError(
       `--clients ${clients} needs about ${needed} file descriptors, but the limit (RLIMIT_NOFILE) is ${soft}. ` +

@@ -241,7 +241,8 @@ export class NonBlockingSocket {
    * (SO_ERROR) when the port reports EPOLLERR alone.
    */
   #waitFor(events: number, syscall: string): Promise<void> {
-    // The callback runs in a later turn of the event loop, so a wait yields too.
+    // A wait ends in a port callback, and the port lets the event loop run
+    // after at most 1024 callbacks in a row, so a wait counts as a yield.
     this.#operationsWithoutWait = 0
     return new Promise((resolve, reject) => {
       this.#port.add(this.fd, events, (action) => {
