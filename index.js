@@ -17,6 +17,12 @@ const BATCH_FD = 3
 /** Completions that a port's first batch array has room for. It grows as needed. */
 const INITIAL_BATCH_CAPACITY = 16
 /**
+ * Completions that the batch array a port keeps may grow to. A larger batch,
+ * such as a last decRef with many pending registrations, gets an array of
+ * its own that is not kept.
+ */
+const MAX_KEPT_BATCH_CAPACITY = 1024
+/**
  * Completions a port delivers from microtasks before it lets the event loop
  * run again. It bounds how long a port that keeps finding readiness delays
  * timers and other I/O.
@@ -239,8 +245,9 @@ function pollNow(state) {
   let count = port.poll(buffer)
   if (count * BATCH_STRIDE > buffer.length) {
     // The native port kept the completions, and nothing ran since.
-    buffer = new Float64Array(2 ** Math.ceil(Math.log2(count)) * BATCH_STRIDE)
-    if (state.batch === null) {
+    const capacity = 2 ** Math.ceil(Math.log2(count))
+    buffer = new Float64Array(capacity * BATCH_STRIDE)
+    if (state.batch === null && capacity <= MAX_KEPT_BATCH_CAPACITY) {
       state.buffer = buffer
     }
     count = port.poll(buffer)
