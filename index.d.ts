@@ -125,7 +125,10 @@ export declare class CompletionPort implements Disposable {
 
   /** The reference count; 0 once closed. */
   readonly refCount: number
-  /** Registrations whose callback has not run yet. */
+  /**
+   * Registrations whose callback has not run yet, including abandoned ones
+   * whose `ABANDONED` callback is still queued.
+   */
   readonly pendingCount: number
   /** Whether the last `decRef` closed the port. */
   readonly closed: boolean
