@@ -1,6 +1,13 @@
 'use strict'
 
+const { AsyncResource } = require('node:async_hooks')
+// Taken at load, so that fake timers installed later (as test frameworks
+// do) do not replace the functions that schedule the port's polls.
+const { setImmediate } = require('node:timers')
+
 const native = require('./binding.js')
+
+const resolvedPromise = Promise.resolve()
 
 /** The fd value that the C-shaped functions treat as "no socket". */
 const INVALID_SOCKET = -1
@@ -23,11 +30,15 @@ const INITIAL_BATCH_CAPACITY = 16
  */
 const MAX_KEPT_BATCH_CAPACITY = 1024
 /**
- * Completions a port delivers from microtasks before it lets the event loop
- * run again. It bounds how long a port that keeps finding readiness delays
- * timers and other I/O.
+ * Completions that the ports of one thread deliver from microtasks before
+ * they let the event loop run again. It bounds how long ports that keep
+ * finding readiness delay timers and other I/O.
  */
 const COMPLETIONS_PER_TURN = 1024
+
+/** Completions delivered from microtasks by the ports of this thread since the event loop last ran. */
+let completionsThisTurn = 0
+let turnResetScheduled = false
 
 const MAX_FD = 0x7fffffff
 const MAX_EVENTS = 0xffffffff
@@ -68,8 +79,8 @@ class CompletionPort {
       owner: null,
       nativeRef: null,
       pollScheduled: false,
-      // Completions delivered since the event loop last ran this port's code.
-      completionsThisTurn: 0,
+      // Runs a scheduled poll in the async context in which the port was
+      // created, as the worker thread's notifications do.
       runScheduledPoll: null,
       // The array that polls write batches into, reused while no batch is
       // being delivered from it.
@@ -82,12 +93,10 @@ class CompletionPort {
       end: 0,
       batchIndex: null,
     }
-    state.runScheduledPoll = () => runScheduledPoll(state)
+    const asyncResource = new AsyncResource('CompletionPort')
+    state.runScheduledPoll = () => asyncResource.runInAsyncScope(runScheduledPoll, null, state)
     this.#state = state
-    this.#native = new native.NativePort(() => {
-      state.completionsThisTurn = 0
-      pollNow(state)
-    })
+    this.#native = new native.NativePort(() => pollNow(state))
     state.nativeRef = new WeakRef(this.#native)
   }
 
@@ -205,27 +214,34 @@ function deliver(state, batch, end) {
  * those calls.
  *
  * The poll runs in a microtask, so a reply to the byte a callback just wrote
- * costs no turn of the event loop. After COMPLETIONS_PER_TURN completions it
- * runs from setImmediate instead, which lets timers and other I/O run.
+ * costs no turn of the event loop. After COMPLETIONS_PER_TURN completions on
+ * this thread, polls run from setImmediate instead, which lets timers and
+ * other I/O run.
  *
  * Every batch that is not empty must be followed by a poll: the native port
- * keeps the worker thread from reporting again until a poll finds nothing.
+ * keeps the worker thread from reporting again until a poll finds nothing,
+ * or until its 2 s epoll_wait timeout if the poll is lost.
  */
 function schedulePoll(state) {
   if (state.pollScheduled) {
     return
   }
   state.pollScheduled = true
-  if (state.completionsThisTurn < COMPLETIONS_PER_TURN) {
-    queueMicrotask(state.runScheduledPoll)
-  } else {
-    setImmediate(runScheduledPollOnNewTurn, state)
+  if (completionsThisTurn < COMPLETIONS_PER_TURN) {
+    resolvedPromise.then(state.runScheduledPoll)
+    return
   }
+  // Scheduled before the polls, so it runs first in the next turn.
+  if (!turnResetScheduled) {
+    turnResetScheduled = true
+    setImmediate(resetTurn)
+  }
+  setImmediate(state.runScheduledPoll)
 }
 
-function runScheduledPollOnNewTurn(state) {
-  state.completionsThisTurn = 0
-  runScheduledPoll(state)
+function resetTurn() {
+  turnResetScheduled = false
+  completionsThisTurn = 0
 }
 
 function runScheduledPoll(state) {
@@ -252,7 +268,7 @@ function pollNow(state) {
     }
     count = port.poll(buffer)
   }
-  state.completionsThisTurn += count
+  completionsThisTurn += count
   deliver(state, buffer, count * BATCH_STRIDE)
 }
 

@@ -2,6 +2,7 @@
 // decRef), how one wake-up is delivered, and the reference count of a port.
 
 import test from 'ava'
+import { AsyncLocalStorage } from 'node:async_hooks'
 
 import { CompletionPort, CompletionPortEpollAction as Action, EPOLLIN, EPOLLOUT, EPOLLRDHUP } from '..'
 import * as libc from '../examples/libc'
@@ -437,6 +438,116 @@ test('port that keeps finding readiness lets timers run', async (t) => {
     (completionsWhenTimerRan ?? limit) < limit,
     `the timer ran after ${completionsWhenTimerRan} of ${limit} completions`,
   )
+})
+
+test.serial('ports of one thread share the turn budget', async (t) => {
+  const fds = new Descriptors(t)
+  const portCount = 20
+  const perPortBudget = 1024
+  let completions = 0
+  let completionsWhenTimerSet = 0
+  let completionsWhenTimerRan: number | undefined
+  let stopped = false
+  let timerDone: () => void = () => {}
+  const timer = new Promise<void>((resolve) => (timerDone = resolve))
+  const startTimer = (): void => {
+    completionsWhenTimerSet = completions
+    setTimeout(() => {
+      completionsWhenTimerRan = completions
+      stopped = true
+      timerDone()
+    }, 1)
+  }
+
+  // Each port keeps re-adding an fd that stays readable. The timer starts
+  // once the ports are busy.
+  for (let i = 0; i < portCount; i++) {
+    const port = createPort(t)
+    const [reader, writer] = fds.socketpair()
+    libc.write(writer, Buffer.from('stays unread'))
+    const onReadable = (action: Action): void => {
+      completions += 1
+      if (completions === portCount * 4) {
+        startTimer()
+      }
+      if (action === Action.EPOLLIN && !stopped) {
+        port.add(reader, EPOLLIN, onReadable)
+      }
+    }
+    port.add(reader, EPOLLIN, onReadable)
+  }
+  await withDeadline(timer, 'the timer')
+  const completionsBeforeTimer = (completionsWhenTimerRan ?? Infinity) - completionsWhenTimerSet
+
+  // With a budget per port, one turn alone could run 20 x 1024.
+  t.true(
+    completionsBeforeTimer < (portCount * perPortBudget) / 2,
+    `the timer ran after ${completionsBeforeTimer} completions of ${portCount} busy ports`,
+  )
+})
+
+test.serial('replaced timer globals do not stop polls', async (t) => {
+  const port = createPort(t)
+  const fds = new Descriptors(t)
+  const [reader, writer] = fds.socketpair()
+  libc.write(writer, Buffer.from('stays unread'))
+  const rounds = 3000
+  // As fake timers do: the replacements never run what they are given.
+  const saved = { queueMicrotask, setImmediate }
+  globalThis.queueMicrotask = () => {}
+  globalThis.setImmediate = (() => ({})) as unknown as typeof setImmediate
+  t.teardown(() => Object.assign(globalThis, saved))
+
+  // Each completion re-adds, so every batch needs the poll after it.
+  const completed = await withDeadline(
+    new Promise<number>((resolve) => {
+      let count = 0
+      const onReadable = (): void => {
+        count += 1
+        if (count === rounds) {
+          resolve(count)
+          return
+        }
+        port.add(reader, EPOLLIN, onReadable)
+      }
+      port.add(reader, EPOLLIN, onReadable)
+    }),
+    `${rounds} completions`,
+  )
+  Object.assign(globalThis, saved)
+
+  t.is(completed, rounds)
+})
+
+test('callbacks run in the port creation context', async (t) => {
+  const storage = new AsyncLocalStorage<string>()
+  const port = storage.run('port', () => new CompletionPort())
+  t.teardown(() => port.decRef())
+  const fds = new Descriptors(t)
+  const [readerA, writerA] = fds.socketpair()
+  const [readerB] = fds.socketpair()
+  const stores: { a?: string; b?: string } = {}
+  const aDone = new Promise<void>((resolve) =>
+    port.add(readerA, EPOLLIN, () => {
+      stores.a = storage.getStore()
+      resolve()
+    }),
+  )
+  let idB = 0
+  const bDone = new Promise<void>((resolve) => {
+    idB = port.add(readerB, EPOLLIN, () => {
+      stores.b = storage.getStore()
+      resolve()
+    })
+  })
+
+  // The poll that the cancel schedules delivers both completions.
+  libc.write(writerA, Buffer.from('x'))
+  storage.run('request', () => port.cancel(idB))
+  await withDeadline(Promise.all([aDone, bDone]), 'both callbacks')
+
+  t.is(stores.a, 'port')
+  t.is(stores.b, 'port')
 })
 
 test('last decRef abandons pending registrations', async (t) => {

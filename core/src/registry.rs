@@ -68,6 +68,8 @@ pub struct Registry {
     fd_by_id: HashMap<RegistrationId, RawFd>,
     last_id: RegistrationId,
     last_generation: u32,
+    /// `EPOLL_CTL_ADD`s minus successful `EPOLL_CTL_DEL`s.
+    added_entries: usize,
 }
 
 impl Registry {
@@ -76,9 +78,12 @@ impl Registry {
         self.fd_by_id.len()
     }
 
-    /// Number of fds with an entry in the epoll instance, armed or not.
-    pub fn fd_count(&self) -> usize {
-        self.fds.len()
+    /// Upper bound on the entries in the epoll instance, armed or not: the
+    /// entries this registry added minus those it deleted. The kernel also
+    /// drops the entry of a file that is closed without `remove`, which this
+    /// count does not see.
+    pub fn entry_count_bound(&self) -> usize {
+        self.added_entries
     }
 
     /// Registers interest in `interest` on `fd`: `EPOLL_CTL_MOD` with the
@@ -113,7 +118,10 @@ impl Registry {
         let token = self.next_token(fd);
         match modify(epoll, fd, interest, token) {
             Ok(()) => {}
-            Err(Errno::ENOENT) => ctl_add(epoll, fd, interest, token)?,
+            Err(Errno::ENOENT) => {
+                ctl_add(epoll, fd, interest, token)?;
+                self.added_entries += 1;
+            }
             Err(errno) => return Err(errno),
         }
         let id = next_id(&mut self.last_id);
@@ -163,7 +171,9 @@ impl Registry {
     /// on it. The registrations are abandoned even if `EPOLL_CTL_DEL` fails
     /// because the fd is already closed.
     pub fn remove(&mut self, epoll: &Epoll, fd: RawFd, abandoned: &mut Vec<Completion>) {
-        let _ = with_fd(fd, |fd| epoll.delete(fd));
+        if with_fd(fd, |fd| epoll.delete(fd)).is_ok() {
+            self.added_entries = self.added_entries.saturating_sub(1);
+        }
         self.abandon_fd(fd, abandoned);
     }
 

@@ -79,6 +79,9 @@ struct Shared {
     wake: EventFd,
     stop: AtomicBool,
     notified: AtomicBool,
+    /// Whether the worker handed events to the owner and `epoll` is still
+    /// disarmed in the wait set, waiting for the owner to arm it.
+    handed_off: AtomicBool,
     queue: Mutex<Vec<RawEvent>>,
 }
 
@@ -86,6 +89,7 @@ impl Shared {
     /// Arms `epoll` in the wait set, so that its next readiness wakes the
     /// worker, at once if events are ready now.
     fn arm(&self) {
+        self.handed_off.store(false, Ordering::Release);
         let mut event = EpollEvent::new(
             EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT,
             REGISTRATIONS_TOKEN,
@@ -134,6 +138,7 @@ impl Worker {
             wake,
             stop: AtomicBool::new(false),
             notified: AtomicBool::new(false),
+            handed_off: AtomicBool::new(false),
             queue: Mutex::new(Vec::new()),
         });
         let thread_shared = Arc::clone(&shared);
@@ -254,6 +259,15 @@ fn run(shared: &Shared, listener: &dyn Listener) {
                 continue;
             }
         };
+        if count == 0 && shared.handed_off.load(Ordering::Acquire) {
+            // A whole timeout passed without the owner arming the
+            // registrations again, for example because the poll it scheduled
+            // never ran. Arming them here keeps readiness from waiting
+            // forever. If the owner is still busy polling, the worker only
+            // competes with it once per timeout.
+            shared.arm();
+            continue;
+        }
         let registrations_ready = wake_events[..count]
             .iter()
             .any(|event| event.data() == REGISTRATIONS_TOKEN);
@@ -279,6 +293,7 @@ fn run(shared: &Shared, listener: &dyn Listener) {
             continue;
         }
         push_events(&events[..count], &mut shared.lock_queue());
+        shared.handed_off.store(true, Ordering::Release);
         if !shared.notified.swap(true, Ordering::AcqRel) {
             listener.events_queued();
         }

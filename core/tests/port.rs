@@ -395,3 +395,28 @@ fn worker_sleeps_until_poll_finds_nothing() {
         vec![completion(third, Action::EpollIn, EPOLLIN, a.as_raw_fd())]
     );
 }
+
+#[test]
+fn worker_arms_itself_after_timeout_without_poll() {
+    let mut test = TestPort::new();
+    let (a, b) = stream_pair();
+    let (c, d) = stream_pair();
+    write(&b, b"x").unwrap();
+    write(&d, b"x").unwrap();
+
+    let first = test.port.add(a.as_raw_fd(), EPOLLIN).unwrap();
+    test.wait_for_notification();
+    let mut completions = Vec::new();
+    assert!(test.port.poll_completions(&mut completions));
+    assert_eq!(completions.len(), 1);
+    assert_eq!(completions[0].id, first);
+
+    // The owner never polls again, as if the poll it scheduled was lost.
+    // The worker still reports new readiness after one epoll_wait timeout.
+    let second = test.port.add(c.as_raw_fd(), EPOLLIN).unwrap();
+    test.wait_for_notification();
+    assert_eq!(
+        test.wait_for(1),
+        vec![completion(second, Action::EpollIn, EPOLLIN, c.as_raw_fd())]
+    );
+}
