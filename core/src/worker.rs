@@ -4,7 +4,8 @@
 //! The registrations live in one epoll instance, and the worker waits on a
 //! second one, the wait set, which contains the first (one-shot) and the
 //! shutdown eventfd. After a wake-up the worker leaves the first instance
-//! disarmed in the wait set until the owner finds nothing left to take. While
+//! disarmed in the wait set until the owner finds nothing left to take, or
+//! until a whole wait timeout passes without that. While
 //! the owner keeps collecting readiness on its own thread
 //! ([`Worker::collect_ready`]), the worker sleeps: the kernel does not wake it
 //! for every event, and no event takes the slower path through it.
