@@ -2,7 +2,7 @@
 
 const { AsyncResource } = require('node:async_hooks')
 // Taken at load, so that fake timers installed later (as test frameworks
-// do) do not replace the functions that schedule the port's polls.
+// do) do not replace it.
 const { setImmediate } = require('node:timers')
 
 const native = require('./binding.js')
@@ -36,7 +36,10 @@ const MAX_KEPT_BATCH_CAPACITY = 1024
  */
 const COMPLETIONS_PER_TURN = 1024
 
-/** Completions delivered from microtasks by the ports of this thread since the event loop last ran. */
+/**
+ * Completions delivered by the ports of this thread in this turn of the event
+ * loop, reset by an immediate that the turn's first completion schedules.
+ */
 let completionsThisTurn = 0
 let turnResetScheduled = false
 
@@ -85,18 +88,16 @@ class CompletionPort {
       // The array that polls write batches into, reused while no batch is
       // being delivered from it.
       buffer: new Float64Array(INITIAL_BATCH_CAPACITY * BATCH_STRIDE),
-      // The batch being delivered, the offsets of its next completion and
-      // of its end, and an index of its offsets by fd and by id, built on
-      // first use.
-      batch: null,
-      next: 0,
-      end: 0,
-      batchIndex: null,
+      // The batches being delivered, innermost last. There is more than one
+      // only if a callback makes the event loop run a nested turn.
+      // NOTE: only native code that spins the event loop, such as the
+      // deasync package, nests batches, and no test covers that case.
+      frames: [],
     }
     const asyncResource = new AsyncResource('CompletionPort')
     state.runScheduledPoll = () => asyncResource.runInAsyncScope(runScheduledPoll, null, state)
     this.#state = state
-    this.#native = new native.NativePort(() => pollNow(state))
+    this.#native = new native.NativePort(() => runScheduledPoll(state))
     state.nativeRef = new WeakRef(this.#native)
   }
 
@@ -167,18 +168,19 @@ class CompletionPort {
 
 /**
  * Calls the callback of every completion in `batch` before offset `end`. A
- * callback that throws does not stop the batch: its error is rethrown on the
- * next tick, where Node reports it as an uncaught exception.
+ * callback that throws does not stop the batch: its error is reported as an
+ * uncaught exception at once, and the next callback runs after the
+ * `uncaughtException` listeners.
  */
 function deliver(state, batch, end) {
   const { callbacks } = state
-  const outer = { batch: state.batch, next: state.next, end: state.end, batchIndex: state.batchIndex }
-  state.batch = batch
-  state.end = end
-  state.batchIndex = null
+  // The offset of the next completion and an index of the offsets by fd and
+  // by id, built on first use.
+  const frame = { batch, next: 0, end, index: null }
+  state.frames.push(frame)
   try {
     for (let offset = 0; offset < end; offset += BATCH_STRIDE) {
-      state.next = offset + BATCH_STRIDE
+      frame.next = offset + BATCH_STRIDE
       const id = batch[offset]
       const callback = callbacks.get(id)
       if (callback === undefined) {
@@ -188,14 +190,11 @@ function deliver(state, batch, end) {
       try {
         callback(batch[offset + BATCH_ACTION], batch[offset + BATCH_EVENTS])
       } catch (error) {
-        process.nextTick(rethrow, error)
+        native.reportUncaughtException(error)
       }
     }
   } finally {
-    state.batch = outer.batch
-    state.next = outer.next
-    state.end = outer.end
-    state.batchIndex = outer.batchIndex
+    state.frames.pop()
   }
   if (callbacks.size === 0) {
     state.owner = null
@@ -207,20 +206,22 @@ function deliver(state, batch, end) {
 
 /**
  * Delivers the port's decided completions and the readiness the kernel
- * reports now, once the current code and its nextTicks and promise jobs
- * have run. Runs after each batch, because its callbacks often caused more
+ * reports now, once the current code and the promise jobs it queued have
+ * run. Runs after each batch, because its callbacks often caused more
  * readiness (they wrote, or re-added an fd that is still readable), and
  * after remove, cancel or the last decRef, so that no callback runs inside
  * those calls.
  *
- * The poll runs in a microtask, so a reply to the byte a callback just wrote
+ * The poll is a promise job, so a reply to the byte a callback just wrote
  * costs no turn of the event loop. After COMPLETIONS_PER_TURN completions on
- * this thread, polls run from setImmediate instead, which lets timers and
- * other I/O run.
+ * this thread in one turn, the poll waits for the next turn instead, which
+ * lets timers and other I/O run.
  *
  * Every batch that is not empty must be followed by a poll: the native port
- * keeps the worker thread from reporting again until a poll finds nothing,
- * or until its 2 s epoll_wait timeout if the poll is lost.
+ * keeps the worker thread from reporting again until a poll finds nothing.
+ * If the poll is lost, for example to fake timers installed before this
+ * module loaded, the worker calls the dispatch function after its 2 s
+ * epoll_wait timeout.
  */
 function schedulePoll(state) {
   if (state.pollScheduled) {
@@ -230,11 +231,6 @@ function schedulePoll(state) {
   if (completionsThisTurn < COMPLETIONS_PER_TURN) {
     resolvedPromise.then(state.runScheduledPoll)
     return
-  }
-  // Scheduled before the polls, so it runs first in the next turn.
-  if (!turnResetScheduled) {
-    turnResetScheduled = true
-    setImmediate(resetTurn)
   }
   setImmediate(state.runScheduledPoll)
 }
@@ -257,60 +253,73 @@ function pollNow(state) {
     return
   }
   // A batch still being delivered further up the stack keeps its array.
-  let buffer = state.batch === null ? state.buffer : new Float64Array(0)
+  const nested = state.frames.length > 0
+  let buffer = nested ? new Float64Array(0) : state.buffer
   let count = port.poll(buffer)
   if (count * BATCH_STRIDE > buffer.length) {
     // The native port kept the completions, and nothing ran since.
     const capacity = 2 ** Math.ceil(Math.log2(count))
     buffer = new Float64Array(capacity * BATCH_STRIDE)
-    if (state.batch === null && capacity <= MAX_KEPT_BATCH_CAPACITY) {
+    if (!nested && capacity <= MAX_KEPT_BATCH_CAPACITY) {
       state.buffer = buffer
     }
     count = port.poll(buffer)
   }
-  completionsThisTurn += count
+  if (count > 0) {
+    completionsThisTurn += count
+    if (!turnResetScheduled) {
+      turnResetScheduled = true
+      setImmediate(resetTurn)
+    }
+  }
   deliver(state, buffer, count * BATCH_STRIDE)
 }
 
 // A remove, cancel or last decRef made by a callback must override the
-// completions later in the same batch: the native port decided them when it
-// handed over the batch. The functions below turn those into ABANDONED in
-// place, and each returns whether it changed any.
+// completions later in the batches being delivered: the native port decided
+// them when it handed over each batch. The functions below turn those into
+// ABANDONED in place, and each returns whether it changed any.
 
 function abandonFdInBatch(state, fd) {
-  const offsets = indexBatch(state)?.byFd.get(fd)
-  if (offsets === undefined) {
-    return false
-  }
-  // Later removes of this fd number concern new registrations, which are
-  // not in this batch.
-  state.batchIndex.byFd.delete(fd)
   let changed = false
-  for (const offset of offsets) {
-    changed = abandonAt(state, offset) || changed
+  for (const frame of state.frames) {
+    const { byFd } = indexFrame(frame)
+    const offsets = byFd.get(fd)
+    if (offsets === undefined) {
+      continue
+    }
+    // Later removes of this fd number concern new registrations, which are
+    // not in this batch.
+    byFd.delete(fd)
+    for (const offset of offsets) {
+      changed = abandonAt(frame, offset) || changed
+    }
   }
   return changed
 }
 
 function abandonIdInBatch(state, id) {
-  const offset = indexBatch(state)?.byId.get(id)
-  return offset !== undefined && abandonAt(state, offset)
+  for (const frame of state.frames) {
+    const offset = indexFrame(frame).byId.get(id)
+    if (offset !== undefined) {
+      return abandonAt(frame, offset)
+    }
+  }
+  return false
 }
 
 function abandonRestOfBatch(state) {
-  const { batch } = state
-  if (batch === null) {
-    return
-  }
-  for (let offset = state.next; offset < state.end; offset += BATCH_STRIDE) {
-    abandonAt(state, offset)
+  for (const frame of state.frames) {
+    for (let offset = frame.next; offset < frame.end; offset += BATCH_STRIDE) {
+      abandonAt(frame, offset)
+    }
   }
 }
 
 /** Abandons the completion at `offset` unless its callback already ran or it is abandoned. */
-function abandonAt(state, offset) {
-  const { batch } = state
-  if (offset < state.next || batch[offset + BATCH_ACTION] === ABANDONED) {
+function abandonAt(frame, offset) {
+  const { batch } = frame
+  if (offset < frame.next || batch[offset + BATCH_ACTION] === ABANDONED) {
     return false
   }
   batch[offset + BATCH_ACTION] = ABANDONED
@@ -319,19 +328,16 @@ function abandonAt(state, offset) {
 }
 
 /**
- * Returns the offsets of the undelivered completions of the batch being
- * delivered, by fd and by id, or null outside a batch. Built once per batch,
- * so callbacks that each remove their own fd cost linear time in all.
+ * Returns the offsets of the undelivered completions of a batch being
+ * delivered, by fd and by id. Built once per batch, so callbacks that each
+ * remove their own fd cost linear time in all.
  */
-function indexBatch(state) {
-  const { batch } = state
-  if (batch === null) {
-    return null
-  }
-  if (state.batchIndex === null) {
+function indexFrame(frame) {
+  if (frame.index === null) {
+    const { batch } = frame
     const byFd = new Map()
     const byId = new Map()
-    for (let offset = state.next; offset < state.end; offset += BATCH_STRIDE) {
+    for (let offset = frame.next; offset < frame.end; offset += BATCH_STRIDE) {
       byId.set(batch[offset], offset)
       const fd = batch[offset + BATCH_FD]
       const offsets = byFd.get(fd)
@@ -341,13 +347,9 @@ function indexBatch(state) {
         offsets.push(offset)
       }
     }
-    state.batchIndex = { byFd, byId }
+    frame.index = { byFd, byId }
   }
-  return state.batchIndex
-}
-
-function rethrow(error) {
-  throw error
+  return frame.index
 }
 
 function validateFd(name, value) {

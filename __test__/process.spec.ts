@@ -63,7 +63,12 @@ test('throwing callback reaches uncaughtException', async (t) => {
   t.true(calls.includes(`readiness 2 action ${Action.EPOLLIN}`), 'the rest of the batch was delivered')
   t.true(calls.includes(`removed action ${Action.ABANDONED}`))
   t.true(calls.includes(`later action ${Action.EPOLLIN}`), 'a later add still completed')
-  t.is(calls.length, 5, `each callback ran once: ${calls.join(', ')}`)
+  t.is(calls.length, 7, `each callback ran once and each error was reported once: ${calls.join(', ')}`)
+  t.is(
+    calls[calls.indexOf(`readiness 0 action ${Action.EPOLLIN}`) + 1],
+    'uncaught readiness callback failed',
+    `the error was reported before the next callback ran: ${calls.join(', ')}`,
+  )
 })
 
 test('throwing callback without handler ends process', async (t) => {

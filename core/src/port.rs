@@ -103,7 +103,7 @@ impl CompletionPort {
     /// worker thread, closes the epoll and eventfd descriptors, and abandons
     /// every pending registration. Idempotent.
     ///
-    /// With [`BACKGROUND_CLOSE_MIN_FDS`] or more fds in the epoll instance,
+    /// With [`BACKGROUND_CLOSE_MIN_FDS`] or more entries in the epoll instance,
     /// the descriptors are closed on a short-lived thread
     /// ([`CLOSE_THREAD_NAME`](crate::CLOSE_THREAD_NAME)) after this returns.
     pub fn close(&mut self) {
@@ -179,6 +179,7 @@ impl CompletionPort {
     pub fn take_completions(&mut self, out: &mut Vec<Completion>) {
         self.take(out, false);
         if let Some(worker) = &self.worker {
+            worker.record_take(false);
             worker.arm();
         }
     }
@@ -196,8 +197,9 @@ impl CompletionPort {
         let before = out.len();
         self.take(out, true);
         let found = out.len() > before;
-        if !found {
-            if let Some(worker) = &self.worker {
+        if let Some(worker) = &self.worker {
+            worker.record_take(found);
+            if !found {
                 worker.arm();
             }
         }

@@ -83,6 +83,11 @@ struct Shared {
     /// Whether the worker handed events to the owner and `epoll` is still
     /// disarmed in the wait set, waiting for the owner to arm it.
     handed_off: AtomicBool,
+    /// Whether the owner's last take found completions, so that it is
+    /// expected to take again soon.
+    take_expected: AtomicBool,
+    /// Whether the owner took since the worker last checked.
+    taken: AtomicBool,
     queue: Mutex<Vec<RawEvent>>,
 }
 
@@ -140,6 +145,8 @@ impl Worker {
             stop: AtomicBool::new(false),
             notified: AtomicBool::new(false),
             handed_off: AtomicBool::new(false),
+            take_expected: AtomicBool::new(false),
+            taken: AtomicBool::new(false),
             queue: Mutex::new(Vec::new()),
         });
         let thread_shared = Arc::clone(&shared);
@@ -196,6 +203,17 @@ impl Worker {
         };
         push_events(&buffer[..count], out);
         count
+    }
+
+    /// Records a take by the owner, and whether the owner expects to take
+    /// again soon: it found completions and has scheduled another take. If
+    /// that take does not come within a whole `epoll_wait` timeout, the
+    /// worker notifies the listener again.
+    pub fn record_take(&self, take_expected: bool) {
+        self.shared.taken.store(true, Ordering::Release);
+        self.shared
+            .take_expected
+            .store(take_expected, Ordering::Release);
     }
 
     /// Lets the worker collect again after a wake-up. Until the owner calls
@@ -260,13 +278,8 @@ fn run(shared: &Shared, listener: &dyn Listener) {
                 continue;
             }
         };
-        if count == 0 && shared.handed_off.load(Ordering::Acquire) {
-            // A whole timeout passed without the owner arming the
-            // registrations again, for example because the poll it scheduled
-            // never ran. Arming them here keeps readiness from waiting
-            // forever. If the owner is still busy polling, the worker only
-            // competes with it once per timeout.
-            shared.arm();
+        if count == 0 {
+            recover_lost_take(shared, listener);
             continue;
         }
         let registrations_ready = wake_events[..count]
@@ -298,6 +311,24 @@ fn run(shared: &Shared, listener: &dyn Listener) {
         if !shared.notified.swap(true, Ordering::AcqRel) {
             listener.events_queued();
         }
+    }
+}
+
+/// Runs after an `epoll_wait` timeout. If the owner expected to take again
+/// but did not take for a whole timeout, for example because the call it
+/// scheduled never ran, this notifies the listener again and arms the
+/// registrations, so that nothing waits forever. An owner that is still busy
+/// taking costs the worker one check per timeout.
+fn recover_lost_take(shared: &Shared, listener: &dyn Listener) {
+    let taken = shared.taken.swap(false, Ordering::AcqRel);
+    if taken {
+        return;
+    }
+    if shared.handed_off.load(Ordering::Acquire) {
+        shared.arm();
+    }
+    if shared.take_expected.load(Ordering::Acquire) {
+        listener.events_queued();
     }
 }
 

@@ -412,7 +412,8 @@ fn worker_arms_itself_after_timeout_without_poll() {
     assert_eq!(completions[0].id, first);
 
     // The owner never polls again, as if the poll it scheduled was lost.
-    // The worker still reports new readiness after one epoll_wait timeout.
+    // The worker still reports new readiness, after at most two epoll_wait
+    // timeouts.
     let second = test.port.add(c.as_raw_fd(), EPOLLIN).unwrap();
     test.wait_for_notification();
     assert_eq!(
