@@ -97,7 +97,14 @@ class CompletionPort {
     const asyncResource = new AsyncResource('CompletionPort')
     state.runScheduledPoll = () => asyncResource.runInAsyncScope(runScheduledPoll, null, state)
     this.#state = state
-    this.#native = new native.NativePort(() => runScheduledPoll(state))
+    this.#native = new native.NativePort((overdue) => {
+      if (overdue) {
+        // The immediate that would have reset the budget or run the poll
+        // never ran, as under fake timers: start a new budget now.
+        resetTurn()
+      }
+      runScheduledPoll(state)
+    })
     state.nativeRef = new WeakRef(this.#native)
   }
 

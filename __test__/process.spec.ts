@@ -110,6 +110,19 @@ test('epoll_wait failure emits one warning', async (t) => {
   t.false(output.portClosed, 'the failure does not close the port')
 })
 
+test('lost poll is recovered by the worker', async (t) => {
+  const result = await runFixture('lost-poll.ts')
+
+  t.false(result.timedOut, 'the process exited by itself')
+  t.is(result.code, 0, result.stderr)
+  const output = lastJsonLine(result)
+  t.is(output.completions, 1100)
+  t.is(output.idleAction, output.abandoned, 'the cancelled registration got ABANDONED')
+  // The recovery waits for a whole 2 s epoll_wait timeout without a poll,
+  // so a chain that finished sooner never lost its poll.
+  t.true((output.finishedAfterMs as number) >= 1000, `the chain finished after ${output.finishedAfterMs} ms`)
+})
+
 test('ES module imports every export by name', async (t) => {
   const result = await runFixture('esm-import.mjs', { tsx: false })
 

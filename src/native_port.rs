@@ -28,7 +28,7 @@ use crate::system_error::{throw_error, throw_system_error, ErrorKind};
 /// Calls the JavaScript dispatch function, which polls the port. It starts
 /// unreferenced (`Weak`), and `update_keep_alive` references it only while
 /// registrations are pending or completions wait to be taken.
-pub type DispatchFunction = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
+pub type DispatchFunction = ThreadsafeFunction<bool, Unknown<'static>, bool, Status, false, true>;
 
 /// Numbers per completion in a batch: id, action, events, fd. `index.js`
 /// uses the fd to abandon the rest of a batch when a callback removes it.
@@ -116,9 +116,11 @@ pub struct NativePort {
 impl NativePort {
     /// Creates the port and its worker thread. The worker calls `dispatch`
     /// on the JavaScript thread when it has collected events, and
-    /// `dispatch` is expected to `poll`.
-    #[napi(constructor, ts_args_type = "dispatch: () => void")]
-    pub fn new(env: Env, dispatch: Function<'_, (), Unknown<'static>>) -> Result<Self> {
+    /// `dispatch` is expected to `poll`. Its argument is true when a poll
+    /// that JavaScript scheduled did not run within a whole `epoll_wait`
+    /// timeout.
+    #[napi(constructor, ts_args_type = "dispatch: (overdue: boolean) => void")]
+    pub fn new(env: Env, dispatch: Function<'_, bool, Unknown<'static>>) -> Result<Self> {
         let notifier = Arc::new(Notifier::default());
         let port = CompletionPort::new(Arc::clone(&notifier) as Arc<dyn Listener>)
             .map_err(|error| throw_create_error(&env, error))?;
@@ -132,14 +134,14 @@ impl NativePort {
         // Weak: the notifier owns this function.
         let callback_notifier = Arc::downgrade(&notifier);
         let dispatch: DispatchFunction = dispatch
-            .build_threadsafe_function::<()>()
+            .build_threadsafe_function::<bool>()
             .callee_handled::<false>()
             .weak::<true>()
-            .build_callback(move |context: ThreadsafeCallContext<()>| {
+            .build_callback(move |context: ThreadsafeCallContext<bool>| {
                 if let Some(notifier) = callback_notifier.upgrade() {
                     notifier.report_wait_errors(&context.env);
                 }
-                Ok(())
+                Ok(context.value)
             })?;
 
         // No event can be queued before the first add, so the notifier gets
@@ -166,7 +168,7 @@ impl NativePort {
         // same fd number, even if it then failed: deliver them through the
         // dispatch function, which stays referenced until they are taken.
         if !had_ready && state.port.has_ready_completions() {
-            state.notifier.wake_javascript();
+            state.notifier.wake_javascript(false);
         }
         drop(state);
 

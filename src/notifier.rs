@@ -30,12 +30,14 @@ impl Notifier {
         *lock(&self.dispatch) = dispatch;
     }
 
-    /// Queues a call of the dispatch function, from any thread.
-    pub fn wake_javascript(&self) {
+    /// Queues a call of the dispatch function, from any thread. `overdue`
+    /// is passed to it: true when a poll that JavaScript scheduled did not
+    /// run in time.
+    pub fn wake_javascript(&self, overdue: bool) {
         if let Some(dispatch) = lock(&self.dispatch).as_ref() {
             // Non-blocking: the queue is unbounded, and `Closing` only means
             // the environment is shutting down, when nothing is left to do.
-            dispatch.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            dispatch.call(overdue, ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
 
@@ -78,12 +80,16 @@ impl Notifier {
 
 impl Listener for Notifier {
     fn events_queued(&self) {
-        self.wake_javascript();
+        self.wake_javascript(false);
+    }
+
+    fn take_overdue(&self) {
+        self.wake_javascript(true);
     }
 
     fn wait_failed(&self, errno: Errno) {
         lock(&self.wait_errors).push(errno);
-        self.wake_javascript();
+        self.wake_javascript(false);
     }
 }
 

@@ -64,6 +64,13 @@ pub trait Listener: Send + Sync + 'static {
     /// The next [`Worker::take_events`] clears the outstanding notification.
     fn events_queued(&self);
 
+    /// Called when the owner expected to take again but did not take for a
+    /// whole `epoll_wait` timeout, for example because the call it scheduled
+    /// never ran. The owner should take now.
+    fn take_overdue(&self) {
+        self.events_queued();
+    }
+
     /// Called once for each distinct error of `epoll_wait` other than
     /// `EINTR`. The worker pauses briefly and keeps waiting.
     fn wait_failed(&self, errno: Errno) {
@@ -328,7 +335,7 @@ fn recover_lost_take(shared: &Shared, listener: &dyn Listener) {
         shared.arm();
     }
     if shared.take_expected.load(Ordering::Acquire) {
-        listener.events_queued();
+        listener.take_overdue();
     }
 }
 
