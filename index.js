@@ -30,9 +30,9 @@ const INITIAL_BATCH_CAPACITY = 16
  */
 const MAX_KEPT_BATCH_CAPACITY = 1024
 /**
- * Completions that the ports of one thread deliver from microtasks before
- * they let the event loop run again. It bounds how long ports that keep
- * finding readiness delay timers and other I/O.
+ * Completions that the ports of one thread deliver in one turn of the event
+ * loop before their polls wait for the next turn. It bounds how long ports
+ * that keep finding readiness delay timers and other I/O.
  */
 const COMPLETIONS_PER_TURN = 1024
 
