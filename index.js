@@ -43,6 +43,11 @@ const COMPLETIONS_PER_TURN = 1024
 let completionsThisTurn = 0
 let turnResetScheduled = false
 
+// Whether a port has a poll scheduled, and how.
+const NO_POLL = 0
+const POLL_QUEUED = 1
+const POLL_YIELDED = 2
+
 const MAX_FD = 0x7fffffff
 const MAX_EVENTS = 0xffffffff
 const MIN_INT32 = -0x80000000
@@ -81,7 +86,8 @@ class CompletionPort {
       callbacks: new Map(),
       owner: null,
       nativeRef: null,
-      pollScheduled: false,
+      // NO_POLL, POLL_QUEUED (a promise job) or POLL_YIELDED (an immediate).
+      pollScheduled: NO_POLL,
       // Runs a scheduled poll in the async context in which the port was
       // created, as the worker thread's notifications do.
       runScheduledPoll: null,
@@ -175,9 +181,8 @@ class CompletionPort {
 
 /**
  * Calls the callback of every completion in `batch` before offset `end`. A
- * callback that throws does not stop the batch: its error is reported as an
- * uncaught exception at once, and the next callback runs after the
- * `uncaughtException` listeners.
+ * callback that throws does not stop the batch: its error is rethrown on the
+ * next tick, where Node reports it as an uncaught exception.
  */
 function deliver(state, batch, end) {
   const { callbacks } = state
@@ -197,7 +202,7 @@ function deliver(state, batch, end) {
       try {
         callback(batch[offset + BATCH_ACTION], batch[offset + BATCH_EVENTS])
       } catch (error) {
-        native.reportUncaughtException(error)
+        process.nextTick(rethrow, error)
       }
     }
   } finally {
@@ -231,15 +236,29 @@ function deliver(state, batch, end) {
  * epoll_wait timeout.
  */
 function schedulePoll(state) {
-  if (state.pollScheduled) {
+  if (state.pollScheduled === POLL_QUEUED) {
     return
   }
-  state.pollScheduled = true
-  if (completionsThisTurn < COMPLETIONS_PER_TURN) {
+  // Checked only off the common path, because it costs a native call.
+  const closed = (state.pollScheduled === POLL_YIELDED || completionsThisTurn >= COMPLETIONS_PER_TURN) && isClosed(state)
+  if (state.pollScheduled === POLL_YIELDED && !closed) {
+    return
+  }
+  // A closed port has only abandoned completions left, a finite number, so
+  // it does not wait for an immediate that fake timers may hold back.
+  if (completionsThisTurn < COMPLETIONS_PER_TURN || closed) {
+    state.pollScheduled = POLL_QUEUED
     resolvedPromise.then(state.runScheduledPoll)
     return
   }
+  state.pollScheduled = POLL_YIELDED
+  state.nativeRef.deref()?.expectPoll()
   setImmediate(state.runScheduledPoll)
+}
+
+function isClosed(state) {
+  const port = state.nativeRef.deref()
+  return port === undefined || port.closed
 }
 
 function resetTurn() {
@@ -248,7 +267,7 @@ function resetTurn() {
 }
 
 function runScheduledPoll(state) {
-  state.pollScheduled = false
+  state.pollScheduled = NO_POLL
   pollNow(state)
 }
 
@@ -357,6 +376,10 @@ function indexFrame(frame) {
     frame.index = { byFd, byId }
   }
   return frame.index
+}
+
+function rethrow(error) {
+  throw error
 }
 
 function validateFd(name, value) {

@@ -9,4 +9,4 @@ mod notifier;
 mod sync;
 mod system_error;
 
-pub use native_port::{report_uncaught_exception, NativePort};
+pub use native_port::NativePort;

@@ -176,6 +176,14 @@ impl NativePort {
         Ok(id as f64)
     }
 
+    /// Records that JavaScript scheduled a poll on a path that fake timers
+    /// may hold back. If no poll comes within a whole `epoll_wait` timeout,
+    /// the worker calls the dispatch function with `overdue` set.
+    #[napi]
+    pub fn expect_poll(&self) {
+        lock(&self.state).port.expect_take();
+    }
+
     /// Abandons one pending registration. Returns false if it is not pending.
     #[napi]
     pub fn cancel(&mut self, env: Env, id: f64) -> bool {
@@ -293,20 +301,5 @@ fn throw_add_error(env: &Env, error: AddError) -> napi::Error {
         AddError::UnknownEvents { .. } | AddError::Exclusive { .. } | AddError::NoEvents { .. } => {
             throw_error(env, ErrorKind::RangeError, "ERR_OUT_OF_RANGE", &message)
         }
-    }
-}
-
-/// Reports `error` as an uncaught exception at once, as Node does for an
-/// exception that escapes an asynchronous callback: `uncaughtException`
-/// listeners run before this returns, and without one the process ends.
-/// Unlike a rethrow from `process.nextTick`, this cannot be held back by
-/// fake timers or run after the rest of a chain of batches.
-#[napi]
-pub fn report_uncaught_exception(env: Env, error: Unknown<'_>) {
-    // SAFETY: `env` is the environment of the current call on its own
-    // JavaScript thread, and `error` is a value of that call.
-    let status = unsafe { napi::sys::napi_fatal_exception(env.raw(), napi::JsValue::raw(&error)) };
-    if status != napi::sys::Status::napi_ok {
-        eprintln!("completion-port: could not report an exception thrown by a callback (napi status {status})");
     }
 }

@@ -206,6 +206,15 @@ impl CompletionPort {
         found
     }
 
+    /// Records that the owner has scheduled a poll on a path that may be
+    /// lost, such as a timer. If no take comes within a whole `epoll_wait`
+    /// timeout, the worker calls [`Listener::take_overdue`].
+    pub fn expect_take(&self) {
+        if let Some(worker) = &self.worker {
+            worker.expect_take();
+        }
+    }
+
     fn take(&mut self, out: &mut Vec<Completion>, collect: bool) {
         out.append(&mut self.ready);
         let Some(worker) = &self.worker else {

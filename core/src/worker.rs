@@ -223,6 +223,13 @@ impl Worker {
             .store(take_expected, Ordering::Release);
     }
 
+    /// Records that the owner has scheduled a take on a path that may be
+    /// lost, so that the worker notifies the listener if no take comes
+    /// within a whole `epoll_wait` timeout.
+    pub fn expect_take(&self) {
+        self.shared.take_expected.store(true, Ordering::Release);
+    }
+
     /// Lets the worker collect again after a wake-up. Until the owner calls
     /// this, the worker sleeps, so the owner calls it when it stops taking:
     /// when a take finds nothing.
