@@ -253,6 +253,15 @@ function schedulePoll(state) {
   }
   state.pollScheduled = POLL_YIELDED
   state.nativeRef.deref()?.expectPoll()
+  setImmediate(runYieldedPoll, state)
+}
+
+/**
+ * Runs a yielded poll from a second immediate. The first one may run in the
+ * same check phase as the immediate that resets the budget, before any
+ * timer; the second runs in the next turn, after timers and other I/O.
+ */
+function runYieldedPoll(state) {
   setImmediate(state.runScheduledPoll)
 }
 

@@ -90,8 +90,9 @@ struct Shared {
     /// Whether the worker handed events to the owner and `epoll` is still
     /// disarmed in the wait set, waiting for the owner to arm it.
     handed_off: AtomicBool,
-    /// Whether the owner's last take found completions, so that it is
-    /// expected to take again soon.
+    /// Whether the owner is expected to take again soon: its last take found
+    /// completions, or it scheduled a take that may be lost
+    /// ([`Worker::expect_take`]).
     take_expected: AtomicBool,
     /// Whether the owner took since the worker last checked.
     taken: AtomicBool,
