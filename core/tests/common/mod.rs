@@ -102,6 +102,19 @@ pub fn completion(id: u64, action: Action, events: u32, fd: RawFd) -> Completion
     }
 }
 
+/// Polls `condition` every millisecond until it holds or [`DEADLINE`]
+/// passes, and returns whether it held.
+pub fn eventually(condition: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 pub fn worker_thread_count() -> usize {
     fs::read_dir("/proc/self/task")
         .expect("read /proc/self/task")
