@@ -236,19 +236,21 @@ function deliver(state, batch, end) {
  * epoll_wait timeout.
  */
 function schedulePoll(state) {
-  if (state.pollScheduled === POLL_QUEUED) {
-    return
-  }
-  // Checked only off the common path, because it costs a native call.
-  const closed = (state.pollScheduled === POLL_YIELDED || completionsThisTurn >= COMPLETIONS_PER_TURN) && isClosed(state)
-  if (state.pollScheduled === POLL_YIELDED && !closed) {
+  const scheduled = state.pollScheduled
+  if (scheduled === POLL_QUEUED) {
     return
   }
   // A closed port has only abandoned completions left, a finite number, so
-  // it does not wait for an immediate that fake timers may hold back.
-  if (completionsThisTurn < COMPLETIONS_PER_TURN || closed) {
+  // it polls from a promise job even when a yielded poll waits for an
+  // immediate that fake timers may hold back. isClosed costs a native call,
+  // so the common case skips it.
+  const budgetLeft = completionsThisTurn < COMPLETIONS_PER_TURN
+  if ((scheduled === NO_POLL && budgetLeft) || isClosed(state)) {
     state.pollScheduled = POLL_QUEUED
     resolvedPromise.then(state.runScheduledPoll)
+    return
+  }
+  if (scheduled === POLL_YIELDED) {
     return
   }
   state.pollScheduled = POLL_YIELDED
@@ -259,7 +261,7 @@ function schedulePoll(state) {
 /**
  * Runs a yielded poll from a second immediate. The first one may run in the
  * same check phase as the immediate that resets the budget, before any
- * timer; the second runs in the next turn, after timers and other I/O.
+ * timer. The second one runs in the next turn, after timers and other I/O.
  */
 function runYieldedPoll(state) {
   setImmediate(state.runScheduledPoll)

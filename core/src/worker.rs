@@ -87,15 +87,12 @@ struct Shared {
     wake: EventFd,
     stop: AtomicBool,
     notified: AtomicBool,
-    /// Whether the worker handed events to the owner and `epoll` is still
-    /// disarmed in the wait set, waiting for the owner to arm it.
-    handed_off: AtomicBool,
-    /// Whether the owner is expected to take again soon: its last take found
-    /// completions, or it scheduled a take that may be lost
-    /// ([`Worker::expect_take`]).
+    /// Whether the owner is expected to take again soon: the worker handed
+    /// it events, its last take found completions, or it scheduled a take
+    /// that may be lost ([`Worker::expect_take`]).
     take_expected: AtomicBool,
     /// Whether the owner took since the worker last checked.
-    taken: AtomicBool,
+    taken_since_check: AtomicBool,
     queue: Mutex<Vec<RawEvent>>,
 }
 
@@ -103,7 +100,6 @@ impl Shared {
     /// Arms `epoll` in the wait set, so that its next readiness wakes the
     /// worker, at once if events are ready now.
     fn arm(&self) {
-        self.handed_off.store(false, Ordering::Release);
         let mut event = EpollEvent::new(
             EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT,
             REGISTRATIONS_TOKEN,
@@ -152,9 +148,8 @@ impl Worker {
             wake,
             stop: AtomicBool::new(false),
             notified: AtomicBool::new(false),
-            handed_off: AtomicBool::new(false),
             take_expected: AtomicBool::new(false),
-            taken: AtomicBool::new(false),
+            taken_since_check: AtomicBool::new(false),
             queue: Mutex::new(Vec::new()),
         });
         let thread_shared = Arc::clone(&shared);
@@ -200,17 +195,15 @@ impl Worker {
 
     /// Collects the events that are ready now into `out`, on the calling
     /// thread and without blocking: one `epoll_wait` with a zero timeout,
-    /// `buffer.len()` events at most. Returns how many were collected.
+    /// `buffer.len()` events at most.
     ///
     /// The worker may collect at the same time. Every entry is one-shot, so
     /// the kernel reports each event to one of the two callers, never both.
     /// Errors are left to the worker, which reports them.
-    pub fn collect_ready(&self, buffer: &mut [EpollEvent], out: &mut Vec<RawEvent>) -> usize {
-        let Ok(count) = self.shared.epoll.wait(buffer, EpollTimeout::ZERO) else {
-            return 0;
-        };
-        push_events(&buffer[..count], out);
-        count
+    pub fn collect_ready(&self, buffer: &mut [EpollEvent], out: &mut Vec<RawEvent>) {
+        if let Ok(count) = self.shared.epoll.wait(buffer, EpollTimeout::ZERO) {
+            push_events(&buffer[..count], out);
+        }
     }
 
     /// Records a take by the owner, and whether the owner expects to take
@@ -218,7 +211,7 @@ impl Worker {
     /// that take does not come within a whole `epoll_wait` timeout, the
     /// worker notifies the listener again.
     pub fn record_take(&self, take_expected: bool) {
-        self.shared.taken.store(true, Ordering::Release);
+        self.shared.taken_since_check.store(true, Ordering::Release);
         self.shared
             .take_expected
             .store(take_expected, Ordering::Release);
@@ -252,9 +245,7 @@ impl Worker {
             eprintln!("completion-port: the worker thread panicked");
         }
     }
-}
 
-impl Worker {
     /// Stops the worker thread like [`stop`](Self::stop), then closes the
     /// descriptors on a new thread, so that the caller does not wait while
     /// the kernel removes every entry of the epoll instance. Closes them on
@@ -322,27 +313,22 @@ fn run(shared: &Shared, listener: &dyn Listener) {
             continue;
         }
         push_events(&events[..count], &mut shared.lock_queue());
-        shared.handed_off.store(true, Ordering::Release);
+        shared.take_expected.store(true, Ordering::Release);
         if !shared.notified.swap(true, Ordering::AcqRel) {
             listener.events_queued();
         }
     }
 }
 
-/// Runs after an `epoll_wait` timeout. If the owner expected to take again
-/// but did not take for a whole timeout, for example because the call it
-/// scheduled never ran, this notifies the listener again and arms the
-/// registrations, so that nothing waits forever. An owner that is still busy
-/// taking costs the worker one check per timeout.
+/// Runs after an `epoll_wait` timeout. If the owner was expected to take
+/// again but did not take for a whole timeout, for example because the call
+/// it scheduled never ran, this arms the registrations and notifies the
+/// listener again, so that nothing waits forever. An owner that is still
+/// busy taking costs the worker one check per timeout.
 fn recover_lost_take(shared: &Shared, listener: &dyn Listener) {
-    let taken = shared.taken.swap(false, Ordering::AcqRel);
-    if taken {
-        return;
-    }
-    if shared.handed_off.load(Ordering::Acquire) {
+    let taken = shared.taken_since_check.swap(false, Ordering::AcqRel);
+    if !taken && shared.take_expected.load(Ordering::Acquire) {
         shared.arm();
-    }
-    if shared.take_expected.load(Ordering::Acquire) {
         listener.take_overdue();
     }
 }

@@ -102,8 +102,8 @@ pub fn completion(id: u64, action: Action, events: u32, fd: RawFd) -> Completion
     }
 }
 
-/// Polls `condition` every millisecond until it holds or [`DEADLINE`]
-/// passes, and returns whether it held.
+/// Polls `condition` every millisecond until it returns true or
+/// [`DEADLINE`] passes, and returns whether it returned true.
 pub fn eventually(condition: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + DEADLINE;
     while !condition() {
