@@ -13,11 +13,11 @@ use crate::registry::{Completion, RegistrationId, Registry};
 use crate::worker::{Listener, RawEvent, Worker, MAX_EVENTS};
 
 /// Number of entries in the epoll instance, armed or not, from which
-/// [`CompletionPort::close`] closes it on another thread. The kernel removes the entries one by one
-/// when the last descriptor of an epoll instance closes: about 0.6 us each
-/// on Linux 6.18 in a 2-vCPU KVM guest, so 6 ms for 10 000 fds (measured
-/// with `npm run bench`). Below this count the close costs less than
-/// starting a thread is worth.
+/// [`CompletionPort::close`] closes it on another thread. The kernel removes
+/// the entries one by one when the last descriptor of an epoll instance
+/// closes: about 0.6 us each on Linux 6.18 in a 2-vCPU KVM guest, so 6 ms for
+/// 10 000 fds (`strace -T` of the benchmark's teardown workload). Below this
+/// count the close costs less than starting a thread is worth.
 pub const BACKGROUND_CLOSE_MIN_FDS: usize = 1024;
 
 /// An epoll instance with a worker thread, delivering exactly one
